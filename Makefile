@@ -1,0 +1,45 @@
+# The two contract commands: `make run` (the local stack) and `make test` (every test).
+# Each sets itself up on a fresh machine: virtual environment, Python packages, Debian packages.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEBIAN_PACKAGES := docker-registry skopeo
+
+.PHONY: run test bench lint typecheck setup system-deps clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/dev.txt layers/core/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# The registry tests and benchmark use the CNCF distribution registry and skopeo from Debian.
+system-deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+run: $(STAMP)
+	$(PY) -m meshanics_local
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest -n 2 --dist loadgroup
+
+bench: $(STAMP) system-deps
+	$(PY) -m bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,245 @@
+"""Delivery: sign the stored envelope bytes and POST them through the egress guard, then decide.
+
+2xx is delivered. Anything else (non-2xx, a redirect, a timeout, a reset, an egress refusal) is a
+failed attempt: retried after the schedule's next delay (at least the receiver's Retry-After on a
+429/503) by hiding the job in the queue, or, after the last attempt, marked failed with the job left
+to the dead-letter queue for replay. Every attempt is recorded with a short error, never the body.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+from meshanics import backoff, egress, signing
+from meshanics.deliveries import Attempt, DeliveryJob, DeliveryStore, now_iso
+from meshanics.endpoints import Endpoint, EndpointStore
+from meshanics.envelope import SPEC_VERSION
+from meshanics.errors import EgressRefused
+from meshanics.jobqueue import DeliveryQueue
+from meshanics.sealing import Sealer
+
+log = logging.getLogger("meshanics.delivery")
+
+DRAIN_LIMIT = 65_536
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+    retry_after: float | None = None
+
+
+class Sender(Protocol):
+    def __call__(
+        self, url: str, body: bytes, headers: dict[str, str], *, allow_private_network: bool
+    ) -> SendResult: ...
+
+
+class HttpSender:
+    """POSTs through the shared, guarded keep-alive pools; never follows redirects."""
+
+    def __init__(self, *, connect_timeout: float, read_timeout: float) -> None:
+        self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+        self._deadline = connect_timeout + read_timeout
+
+    def __call__(self, url: str, body: bytes, headers: dict[str, str], *, allow_private_network: bool) -> SendResult:
+        policy = egress.EgressPolicy(allow_private_network=allow_private_network, require_https=True)
+        started = time.perf_counter()
+
+        def elapsed() -> int:
+            return round((time.perf_counter() - started) * 1000)
+
+        try:
+            response = egress.pool_manager(policy).request(
+                "POST",
+                url,
+                body=body,
+                headers=headers,
+                timeout=self._timeout,
+                redirect=False,
+                retries=False,
+                preload_content=False,
+            )
+        except EgressRefused as refused:
+            return SendResult(False, None, elapsed(), f"refused by egress guard: {refused.message}")
+        except ConnectTimeoutError:
+            return SendResult(False, None, elapsed(), f"connect timeout after {self._timeout.connect_timeout}s")
+        except ReadTimeoutError:
+            return SendResult(False, None, elapsed(), f"no response within {self._timeout.read_timeout}s")
+        except NewConnectionError as error:
+            return SendResult(False, None, elapsed(), _short(f"connection failed: {_reason(error)}"))
+        except SSLError as error:
+            return SendResult(False, None, elapsed(), _short(f"TLS error: {_reason(error)}"))
+        except ProtocolError as error:
+            return SendResult(False, None, elapsed(), _short(f"connection error: {_reason(error)}"))
+        except HTTPError as error:
+            return SendResult(False, None, elapsed(), _short(f"HTTP error: {_reason(error)}"))
+        status = response.status
+        self._discard_body(response, started)
+        duration = elapsed()
+        if 200 <= status < 300:
+            return SendResult(True, status, duration, None)
+        retry_after = None
+        if status in RETRY_AFTER_STATUSES:
+            retry_after = backoff.parse_retry_after(response.headers.get("Retry-After"))
+        if 300 <= status < 400:
+            location = str(response.headers.get("Location", "?"))[:120]
+            error = f"receiver answered {status} (redirect to {location}); redirects are not followed"
+        else:
+            error = f"receiver answered {status} {response.reason or ''}".strip()
+        return SendResult(False, status, duration, _short(error), retry_after)
+
+    def _discard_body(self, response: urllib3.BaseHTTPResponse, started: float) -> None:
+        """Read and drop a small body so the connection is reused; close on a large or slow one."""
+        read = 0
+        try:
+            while read <= DRAIN_LIMIT and time.perf_counter() - started < self._deadline:
+                chunk = response.read(8192)
+                if not chunk:
+                    response.release_conn()
+                    return
+                read += len(chunk)
+        except HTTPError:
+            pass
+        response.close()
+
+
+def _reason(error: Exception) -> str:
+    reason = getattr(error, "reason", None) or error
+    text = str(reason)
+    return text.split(": ", 1)[-1] if "object at 0x" in text else text
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+class RetryScheduled(Exception):
+    """The attempt failed; the job will be received again after its delay."""
+
+
+class DeliveryFailed(Exception):
+    """The last attempt failed; the delivery is marked failed and the job goes to the DLQ."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    attempt: Attempt
+    status: str  # delivered, pending (retry scheduled) or failed
+    retry_in: int | None = None
+
+
+class Deliverer:
+    def __init__(
+        self,
+        *,
+        endpoints: EndpointStore,
+        deliveries: DeliveryStore,
+        sealer: Sealer,
+        queue: DeliveryQueue | None,
+        schedule: tuple[int, ...],
+        sender: Sender,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._endpoints = endpoints
+        self._deliveries = deliveries
+        self._sealer = sealer
+        self._queue = queue
+        self._schedule = schedule
+        self._send = sender
+        self._clock = clock
+        self._batch: dict[tuple[str, str], Endpoint] = {}
+        self._lock = threading.Lock()
+
+    def prefetch(self, jobs: Iterable[DeliveryJob]) -> None:
+        """Read every endpoint a batch needs with one BatchGetItem (fresh for each batch)."""
+        found = self._endpoints.get_many((j.tenant_id, j.endpoint_id) for j in jobs)
+        with self._lock:
+            self._batch = found
+
+    def handle(self, job: DeliveryJob, *, receive_count: int, receipt_handle: str) -> Outcome:
+        """One queued attempt. Raises RetryScheduled or DeliveryFailed when the job must not be deleted."""
+        endpoint = self._batch.get((job.tenant_id, job.endpoint_id))
+        number = job.attempt_base + receive_count
+        if endpoint is None or not endpoint.enabled:
+            reason = "webhook was deleted" if endpoint is None else "webhook is disabled"
+            attempt = Attempt(number, now_iso(self._clock()), "failed", None, 0, reason)
+            self._deliveries.record_attempt(job, attempt, status="failed")
+            return Outcome(attempt, "failed")
+        outcome = self.attempt(job, endpoint, number=number, receive_count=receive_count)
+        if outcome.status == "pending":
+            assert self._queue is not None and outcome.retry_in is not None
+            self._queue.postpone(receipt_handle, outcome.retry_in)
+            raise RetryScheduled(f"attempt {number} failed; retry in {outcome.retry_in}s")
+        if outcome.status == "failed":
+            assert self._queue is not None
+            self._queue.postpone(receipt_handle, 0)
+            raise DeliveryFailed(f"attempt {number} failed; no attempts left")
+        return outcome
+
+    def attempt(
+        self,
+        job: DeliveryJob,
+        endpoint: Endpoint,
+        *,
+        number: int,
+        receive_count: int | None,
+    ) -> Outcome:
+        """Sign and send once, record the attempt, and say what happens next.
+
+        `receive_count` is the job's attempt within its current run of the schedule; None means a
+        one-off attempt with no retry (test deliveries).
+        """
+        body = job.body.encode("utf-8")
+        headers = signing.signed_headers(
+            body=body,
+            event_type=job.event_type,
+            idempotency_key=job.idempotency_key,
+            spec_version=SPEC_VERSION,
+            secrets=self._secrets(endpoint),
+            timestamp=int(self._clock()),
+        )
+        result = self._send(endpoint.url, body, headers, allow_private_network=endpoint.allow_private_network)
+        at = now_iso(self._clock())
+        if result.ok:
+            attempt = Attempt(number, at, "delivered", result.status_code, result.duration_ms, None)
+            self._deliveries.record_attempt(job, attempt, status="delivered")
+            return Outcome(attempt, "delivered")
+        attempt = Attempt(number, at, "failed", result.status_code, result.duration_ms, result.error)
+        delay = (
+            None
+            if receive_count is None
+            else backoff.next_delay(self._schedule, receive_count, retry_after=result.retry_after)
+        )
+        if delay is None:
+            self._deliveries.record_attempt(job, attempt, status="failed")
+            log.info("delivery %s failed for good: %s", job.delivery_id, result.error)
+            return Outcome(attempt, "failed")
+        self._deliveries.record_attempt(job, attempt, status="pending", next_attempt_at=now_iso(self._clock() + delay))
+        return Outcome(attempt, "pending", delay)
+
+    def _secrets(self, endpoint: Endpoint) -> list[str]:
+        """Live signing secrets, newest first (two during a rotation's overlap window)."""
+        live = [self._sealer.unseal(endpoint.sealed_secret, endpoint.secret_context)]
+        if endpoint.previous_sealed_secret is not None and endpoint.previous_overlap_active(self._clock()):
+            live.append(self._sealer.unseal(endpoint.previous_sealed_secret, endpoint.secret_context))
+        return live

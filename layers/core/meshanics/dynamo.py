@@ -1,0 +1,124 @@
+"""DynamoDB plumbing shared by the stores: item (de)serialization, keys, pagination cursors.
+
+Only the store modules import this; the rest of the core speaks in domain objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+
+from meshanics.errors import InvalidInput
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+T = TypeVar("T")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Binary):
+        return bytes(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, set):
+        return {_plain(v) for v in value}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Python values -> DynamoDB attribute values (None values are left out)."""
+    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+
+
+def to_value(value: Any) -> Any:
+    return _serializer.serialize(value)
+
+
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    """DynamoDB attribute values -> plain Python (ints, not Decimals; bytes, not Binary)."""
+    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Already-deserialized values (e.g. a stream image) -> plain Python."""
+    return {k: _plain(v) for k, v in values.items()}
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# Keys. Tenant-owned items live under partitions that start with the tenant id, so a key built
+# from the caller's tenant can never address another tenant's item.
+def tenant_pk(tenant_id: str) -> str:
+    return f"T#{tenant_id}"
+
+
+TENANT_SK = "#TENANT"
+
+
+def subscription_pk(tenant_id: str, key: str) -> str:
+    return f"T#{tenant_id}#SUB#{key}"
+
+
+def deliveries_pk(tenant_id: str, endpoint_id: str) -> str:
+    return f"T#{tenant_id}#EP#{endpoint_id}"
+
+
+def delivery_sk(sequence: int) -> str:
+    return f"D#{sequence:020d}"
+
+
+def encode_cursor(last_key: Mapping[str, Any] | None) -> str | None:
+    if not last_key:
+        return None
+    raw = json.dumps(from_item(last_key), separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, *, partition: str) -> dict[str, Any] | None:
+    """An ExclusiveStartKey from a cursor, accepted only if it points into `partition`."""
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("cursor is not valid", code="invalid_cursor", field="cursor") from None
+    if not isinstance(values, dict) or values.get("pk") != partition:
+        raise InvalidInput("cursor is not valid", code="invalid_cursor", field="cursor")
+    if not all(isinstance(v, (str, int)) for v in values.values()):
+        raise InvalidInput("cursor is not valid", code="invalid_cursor", field="cursor")
+    return to_item(values)
+
+
+def update_expression(
+    sets: Mapping[str, Any], removes: Iterable[str] = ()
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """SET/REMOVE expression with placeholder names and values for every attribute."""
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    parts: list[str] = []
+    for i, (attr, value) in enumerate(sets.items()):
+        names[f"#s{i}"] = attr
+        values[f":s{i}"] = to_value(value)
+        parts.append(f"#s{i} = :s{i}")
+    expression = "SET " + ", ".join(parts) if parts else ""
+    removed = list(removes)
+    if removed:
+        for i, attr in enumerate(removed):
+            names[f"#r{i}"] = attr
+        expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
+    return expression.strip(), names, values

@@ -1,0 +1,102 @@
+"""Fan-out: each new audit record becomes one delivery (record + queued job) per subscribed endpoint.
+
+Matching looks up only the index keys an event type can match (`a.b`, `a.*`, `*`); an endpoint gets
+the event only if its sequence is after the endpoint's subscription point, even when the stream
+delivers an older record late. Lookups are cached for one batch: every record in a batch was written
+before the batch started, and an endpoint subscribed since then has a later subscription point.
+Writes and sends are batched across the whole stream batch to keep AWS calls per delivery low.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from meshanics import catalog, dynamo, envelope, filters
+from meshanics.deliveries import DeliveryJob, DeliveryStore
+from meshanics.endpoints import EndpointStore
+from meshanics.envelope import AuditRecord
+from meshanics.jobqueue import DeliveryQueue
+
+log = logging.getLogger("meshanics.fanout")
+
+
+@dataclass
+class FanOutReport:
+    failed_items: set[str] = field(default_factory=set)
+    created: int = 0
+    duplicates: int = 0
+
+
+class FanOut:
+    def __init__(self, endpoints: EndpointStore, deliveries: DeliveryStore, queue: DeliveryQueue) -> None:
+        self._endpoints = endpoints
+        self._deliveries = deliveries
+        self._queue = queue
+        self._subscribers: dict[tuple[str, str], dict[str, int]] = {}
+
+    def plan(self, record: AuditRecord) -> list[DeliveryJob]:
+        """The jobs one audit record needs (nothing is written yet)."""
+        declared = catalog.CATALOG.get(record.type)
+        if declared is None or not declared.subscribable:
+            return []
+        matched: set[str] = set()
+        for key in filters.candidate_keys(record.type):
+            for endpoint_id, subscribed_after in self._lookup(record.tenant_id, key).items():
+                if record.sequence > subscribed_after:
+                    matched.add(endpoint_id)
+        if not matched:
+            return []
+        body = envelope.serialize(record)
+        return [
+            DeliveryJob(
+                tenant_id=record.tenant_id,
+                endpoint_id=endpoint_id,
+                sequence=record.sequence,
+                event_type=record.type,
+                idempotency_key=record.idempotency_key,
+                body=body,
+            )
+            for endpoint_id in sorted(matched)
+        ]
+
+    def _lookup(self, tenant_id: str, key: str) -> dict[str, int]:
+        cached = self._subscribers.get((tenant_id, key))
+        if cached is None:
+            cached = self._subscribers[(tenant_id, key)] = self._endpoints.subscribers(tenant_id, key)
+        return cached
+
+    def commit(self, planned: Mapping[str, Sequence[DeliveryJob]]) -> FanOutReport:
+        """Create records then enqueue jobs for every planned item; report the items that failed.
+
+        A job whose record already existed is not enqueued again. A job that could not be enqueued
+        has its record removed, so retrying the item recreates both; if even that fails, the
+        record stays pending-unsent and the replay sweeper enqueues it.
+        """
+        report = FanOutReport()
+        owner = {(job.tenant_id, job.endpoint_id, job.sequence): item for item, jobs in planned.items() for job in jobs}
+        all_jobs = [job for jobs in planned.values() for job in jobs]
+        to_send: list[DeliveryJob] = []
+        for chunk in dynamo.chunks(all_jobs, 100):
+            try:
+                created = self._deliveries.create_pending(chunk)
+            except Exception:
+                log.exception("could not create delivery records")
+                report.failed_items.update(owner[_key(job)] for job in chunk)
+                continue
+            report.duplicates += len(chunk) - len(created)
+            to_send.extend(created)
+        unsent = self._queue.send(to_send)
+        for job in unsent:
+            report.failed_items.add(owner[_key(job)])
+            try:
+                self._deliveries.delete_unsent(job)
+            except Exception:
+                log.exception("could not undo an unsent delivery; the sweeper will enqueue it")
+        report.created = len(to_send) - len(unsent)
+        return report
+
+
+def _key(job: DeliveryJob) -> tuple[str, str, int]:
+    return (job.tenant_id, job.endpoint_id, job.sequence)
