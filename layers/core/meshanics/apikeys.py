@@ -19,7 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from meshanics import dynamo
-from meshanics.deliveries import now_iso
+from meshanics.clock import now_iso
 from meshanics.errors import InvalidInput, NotFound, Unauthenticated
 from meshanics.ids import check_tenant
 
@@ -179,9 +179,9 @@ class ApiKeyStore:
             if error.response["Error"]["Code"] == "TransactionCanceledException":
                 raise NotFound(f"key {key_id} not found for tenant {tenant_id}") from None
             raise
-        return next(k for k in self.list(tenant_id) if k.key_id == key_id)
+        return next(k for k in self.for_tenant(tenant_id) if k.key_id == key_id)
 
-    def list(self, tenant_id: str) -> list[ApiKey]:
+    def for_tenant(self, tenant_id: str) -> list[ApiKey]:
         keys: list[ApiKey] = []
         kwargs: dict[str, Any] = {
             "TableName": self._table,

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from meshanics import dynamo
+from meshanics.clock import now_iso
 from meshanics.errors import Conflict, NotFound
 
 Status = Literal["pending", "delivered", "failed"]
@@ -139,10 +140,6 @@ class Delivery:
             body["attempts"] = [a.as_dict() for a in self.attempts]
             body["envelope"] = json.loads(self.job.body)
         return body
-
-
-def now_iso(epoch: float | None = None) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if epoch is None else epoch))
 
 
 def _shard(job: DeliveryJob) -> str:
@@ -301,16 +298,16 @@ class DeliveryStore:
                 removes.append(name)
         expression, names, values = dynamo.update_expression(sets, removes)
         names["#attempts"] = "attempts"
-        names["#st"] = "status"
         values[":attempt"] = dynamo.to_value([attempt.as_dict()])
         values[":empty"] = dynamo.to_value([])
-        values[":delivered"] = dynamo.to_value("delivered")
         expression = expression.replace(
             "SET ", "SET #attempts = list_append(if_not_exists(#attempts, :empty), :attempt), ", 1
         )
         condition = "attribute_exists(pk)"
         if status != "delivered":
             condition += " AND #st <> :delivered"
+            names["#st"] = "status"
+            values[":delivered"] = dynamo.to_value("delivered")
         try:
             self._client().update_item(
                 TableName=self._table,
@@ -335,7 +332,7 @@ class DeliveryStore:
             raise NotFound(f"delivery {delivery_id_} not found")
         return _from_item(response["Item"])
 
-    def list(
+    def page(
         self,
         tenant_id: str,
         endpoint_id: str,
@@ -445,5 +442,5 @@ class DeliveryStore:
     def failed_for_endpoint(
         self, tenant_id: str, endpoint_id: str, *, since: str | None, limit: int
     ) -> Iterable[Delivery]:
-        deliveries, _ = self.list(tenant_id, endpoint_id, limit=limit, cursor=None, status="failed")
+        deliveries, _ = self.page(tenant_id, endpoint_id, limit=limit, cursor=None, status="failed")
         return [d for d in deliveries if since is None or d.created_at >= since]

@@ -26,7 +26,8 @@ from urllib3.exceptions import (
 )
 
 from meshanics import backoff, egress, signing
-from meshanics.deliveries import Attempt, DeliveryJob, DeliveryStore, now_iso
+from meshanics.clock import now_iso
+from meshanics.deliveries import Attempt, DeliveryJob, DeliveryStore
 from meshanics.endpoints import Endpoint, EndpointStore
 from meshanics.envelope import SPEC_VERSION
 from meshanics.errors import EgressRefused
@@ -103,10 +104,10 @@ class HttpSender:
             retry_after = backoff.parse_retry_after(response.headers.get("Retry-After"))
         if 300 <= status < 400:
             location = str(response.headers.get("Location", "?"))[:120]
-            error = f"receiver answered {status} (redirect to {location}); redirects are not followed"
+            summary = f"receiver answered {status} (redirect to {location}); redirects are not followed"
         else:
-            error = f"receiver answered {status} {response.reason or ''}".strip()
-        return SendResult(False, status, duration, _short(error), retry_after)
+            summary = f"receiver answered {status} {response.reason or ''}".strip()
+        return SendResult(False, status, duration, _short(summary), retry_after)
 
     def _discard_body(self, response: urllib3.BaseHTTPResponse, started: float) -> None:
         """Read and drop a small body so the connection is reused; close on a large or slow one."""

@@ -26,7 +26,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, Binary):
-        return bytes(value)
+        return bytes(value)  # type: ignore[call-overload]  # Binary implements __bytes__
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, set):

@@ -19,6 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from meshanics import dynamo, filters
+from meshanics.clock import now_iso
 from meshanics.errors import Conflict, LimitExceeded, NotFound
 
 MAX_TRANSACTION_RETRIES = 8
@@ -54,7 +55,9 @@ class Endpoint:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "secret_rotation_overlap_until": (
-                _iso(self.previous_secret_expires_at) if self.previous_overlap_active() else None
+                now_iso(self.previous_secret_expires_at)
+                if self.previous_secret_expires_at is not None and self.previous_overlap_active()
+                else None
             ),
         }
 
@@ -72,12 +75,6 @@ class Endpoint:
 
 def secret_context(tenant_id: str, endpoint_id: str) -> dict[str, str]:
     return {"tenant": tenant_id, "endpoint": endpoint_id, "purpose": "webhook-signing"}
-
-
-def _iso(epoch: int | None) -> str | None:
-    if epoch is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def _to_item(ep: Endpoint) -> dict[str, Any]:
@@ -162,7 +159,7 @@ class EndpointStore:
                 time.sleep(0.05)
         return found
 
-    def list(self, tenant_id: str, *, limit: int, cursor: str | None) -> tuple[list[Endpoint], str | None]:
+    def page(self, tenant_id: str, *, limit: int, cursor: str | None) -> tuple[list[Endpoint], str | None]:
         partition = dynamo.tenant_pk(tenant_id)
         kwargs: dict[str, Any] = {
             "TableName": self._table,

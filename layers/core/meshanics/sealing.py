@@ -56,7 +56,8 @@ class Sealer:
         key, wrapped = response["Plaintext"], response["CiphertextBlob"]
         nonce = os.urandom(NONCE_BYTES)
         ciphertext = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), _aad(context))
-        return struct.pack(">BH", FORMAT_VERSION, len(wrapped)) + wrapped + nonce + ciphertext
+        header = struct.pack(">BH", FORMAT_VERSION, len(wrapped))
+        return bytes(header + wrapped + nonce + ciphertext)
 
     def unseal(self, sealed: bytes, context: Mapping[str, str]) -> str:
         version, length = struct.unpack_from(">BH", sealed)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from meshanics.fanout import FanOut
     from meshanics.jobqueue import DeadLetters, DeliveryQueue
     from meshanics.sealing import Sealer
+    from meshanics.webhooks import WebhookService
 
 
 def dynamodb() -> Any:
@@ -101,6 +102,7 @@ def deliverer() -> Deliverer:
 def reset() -> None:
     """Forget every cached service and client (tests re-point the environment between cases)."""
     for factory in (
+        webhooks,
         api_keys,
         audit_log,
         endpoint_store,
@@ -120,3 +122,20 @@ def api_keys() -> ApiKeyStore:
     from meshanics.apikeys import ApiKeyStore
 
     return ApiKeyStore(dynamodb, settings().integrations_table)
+
+
+@cache
+def webhooks() -> WebhookService:
+    from meshanics.webhooks import WebhookService
+
+    s = settings()
+    return WebhookService(
+        endpoints=endpoint_store(),
+        deliveries=delivery_store(),
+        audit=audit_log(),
+        sealer=sealer(),
+        deliverer=deliverer,
+        queue=delivery_queue,
+        limits=s.limits,
+        rotation_overlap=s.rotation_overlap_seconds,
+    )

@@ -1,0 +1,284 @@
+"""Managing webhook endpoints: what the tenant API does, independent of API Gateway.
+
+Secrets are generated here, sealed before they are stored, and returned only by create and rotate.
+Every change writes an audit event (itself deliverable, never carrying a secret).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from meshanics import egress, envelope, filters, signing
+from meshanics.audit import AuditLog, EventInput
+from meshanics.clock import now_iso, parse_iso
+from meshanics.config import Limits
+from meshanics.deliveries import Delivery, DeliveryJob, DeliveryStore, Status
+from meshanics.delivery import Deliverer
+from meshanics.endpoints import Endpoint, EndpointStore, secret_context
+from meshanics.errors import EgressRefused, InvalidInput, MeshanicsError
+from meshanics.ids import new_id
+from meshanics.jobqueue import DeliveryQueue
+from meshanics.sealing import Sealer
+
+DISABLED_BY_API = "disabled through the API"
+MAX_OVERLAP = 7 * 86_400
+
+
+@dataclass(frozen=True)
+class TestResult:
+    delivery_id: str
+    status: str
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "delivery_id": self.delivery_id,
+            "status": self.status,
+            "status_code": self.status_code,
+            "duration_ms": self.duration_ms,
+            "error": self.error,
+        }
+
+
+class ServiceUnavailable(MeshanicsError):
+    status = 503
+    code = "unavailable"
+
+
+class WebhookService:
+    def __init__(
+        self,
+        *,
+        endpoints: EndpointStore,
+        deliveries: DeliveryStore,
+        audit: AuditLog,
+        sealer: Sealer,
+        deliverer: Callable[[], Deliverer],
+        queue: Callable[[], DeliveryQueue],
+        limits: Limits,
+        rotation_overlap: int,
+        resolver: egress.Resolver = egress.system_resolver,
+    ) -> None:
+        self._endpoints = endpoints
+        self._deliveries = deliveries
+        self._audit = audit
+        self._sealer = sealer
+        self._deliverer = deliverer
+        self._queue = queue
+        self._limits = limits
+        self._overlap = rotation_overlap
+        self._resolver = resolver
+
+    # -- validation ---------------------------------------------------------------------------
+    def _check_url(self, url: str, allow_private_network: bool) -> str:
+        if len(url) > 2048:
+            raise InvalidInput("url is longer than 2048 characters", field="url")
+        policy = egress.EgressPolicy(allow_private_network=allow_private_network, require_https=True)
+        try:
+            egress.validate_url(url, policy, self._resolver)
+        except EgressRefused as refused:
+            raise EgressRefused(refused.message, code=refused.code, field="url") from None
+        return url
+
+    def _check_description(self, description: str) -> str:
+        if len(description) > self._limits.max_description:
+            raise InvalidInput(
+                f"description is longer than {self._limits.max_description} characters", field="description"
+            )
+        return description
+
+    # -- endpoints ----------------------------------------------------------------------------
+    def create(
+        self,
+        tenant_id: str,
+        actor: str,
+        *,
+        url: str,
+        events: list[str],
+        description: str = "",
+        allow_private_network: bool = False,
+        enabled: bool = True,
+    ) -> tuple[Endpoint, str]:
+        """A new endpoint and its signing secret (the only time the secret is returned)."""
+        normalized = filters.normalize(events, max_filters=self._limits.max_filters)
+        self._check_description(description)
+        self._check_url(url, allow_private_network)
+        endpoint_id = new_id("ep")
+        secret = signing.generate_secret()
+        now = now_iso()
+        endpoint = Endpoint(
+            tenant_id=tenant_id,
+            id=endpoint_id,
+            url=url,
+            events=tuple(normalized),
+            description=description,
+            allow_private_network=allow_private_network,
+            enabled=enabled,
+            disabled_reason=None if enabled else DISABLED_BY_API,
+            created_at=now,
+            updated_at=now,
+            subscribed_after=0,
+            sealed_secret=self._sealer.seal(secret, secret_context(tenant_id, endpoint_id)),
+        )
+        created = self._endpoints.create(endpoint, max_endpoints=self._limits.max_endpoints)
+        self._record(
+            tenant_id,
+            actor,
+            "webhook.created",
+            created.id,
+            {"webhook_id": created.id, "url_host": urlsplit(url).hostname or "", "events": list(normalized)},
+        )
+        return created, secret
+
+    def get(self, tenant_id: str, endpoint_id: str) -> Endpoint:
+        return self._endpoints.get(tenant_id, endpoint_id)
+
+    def page(self, tenant_id: str, *, limit: int, cursor: str | None) -> tuple[list[Endpoint], str | None]:
+        return self._endpoints.page(tenant_id, limit=limit, cursor=cursor)
+
+    def update(self, tenant_id: str, actor: str, endpoint_id: str, changes: Mapping[str, Any]) -> Endpoint:
+        """Apply a partial change: url, events, description, allow_private_network, enabled."""
+        current = self._endpoints.get(tenant_id, endpoint_id)
+        updated = current
+        if "events" in changes:
+            updated = replace(
+                updated, events=tuple(filters.normalize(changes["events"], max_filters=self._limits.max_filters))
+            )
+        if "description" in changes:
+            updated = replace(updated, description=self._check_description(changes["description"]))
+        if "allow_private_network" in changes:
+            updated = replace(updated, allow_private_network=bool(changes["allow_private_network"]))
+        if "url" in changes:
+            updated = replace(updated, url=changes["url"])
+        if "url" in changes or "allow_private_network" in changes:
+            self._check_url(updated.url, updated.allow_private_network)
+        if "enabled" in changes:
+            enabled = bool(changes["enabled"])
+            updated = replace(updated, enabled=enabled, disabled_reason=None if enabled else DISABLED_BY_API)
+        changed = sorted(
+            name
+            for name in ("url", "events", "description", "allow_private_network", "enabled")
+            if getattr(updated, name) != getattr(current, name)
+        )
+        if not changed:
+            return current
+        updated = replace(updated, updated_at=_later(current.updated_at))
+        saved = self._endpoints.update(current, updated)
+        self._record(
+            tenant_id,
+            actor,
+            "webhook.updated",
+            endpoint_id,
+            {"webhook_id": endpoint_id, "changed": changed, "enabled": saved.enabled},
+        )
+        return saved
+
+    def delete(self, tenant_id: str, actor: str, endpoint_id: str) -> None:
+        current = self._endpoints.get(tenant_id, endpoint_id)
+        self._endpoints.delete(current)
+        self._record(tenant_id, actor, "webhook.deleted", endpoint_id, {"webhook_id": endpoint_id})
+
+    def rotate_secret(
+        self, tenant_id: str, actor: str, endpoint_id: str, *, overlap_seconds: int | None = None
+    ) -> tuple[Endpoint, str]:
+        """A new secret; the previous one keeps signing (alongside) until the overlap ends."""
+        overlap = self._overlap if overlap_seconds is None else overlap_seconds
+        if not 0 <= overlap <= MAX_OVERLAP:
+            raise InvalidInput(f"overlap_seconds must be within 0..{MAX_OVERLAP}", field="overlap_seconds")
+        current = self._endpoints.get(tenant_id, endpoint_id)
+        secret = signing.generate_secret()
+        expires = int(time.time()) + overlap
+        updated = replace(
+            current,
+            sealed_secret=self._sealer.seal(secret, current.secret_context),
+            previous_sealed_secret=current.sealed_secret if overlap else None,
+            previous_secret_expires_at=expires if overlap else None,
+            updated_at=_later(current.updated_at),
+        )
+        saved = self._endpoints.update(current, updated)
+        self._record(
+            tenant_id,
+            actor,
+            "webhook.secret_rotated",
+            endpoint_id,
+            {"webhook_id": endpoint_id, "previous_secret_expires_at": now_iso(expires)},
+        )
+        return saved, secret
+
+    def test(self, tenant_id: str, actor: str, endpoint_id: str, *, message: str = "") -> TestResult:
+        """Send a `test.ping` now through the real signed, guarded path; record it in the history."""
+        endpoint = self._endpoints.get(tenant_id, endpoint_id)
+        data = {"webhook_id": endpoint_id, "message": message or "Test delivery from Meshanics"}
+        (record,) = self._audit.append(
+            tenant_id, [EventInput("test.ping", subject=f"webhook/{endpoint_id}", actor=actor, data=data)]
+        )
+        job = DeliveryJob(
+            tenant_id=tenant_id,
+            endpoint_id=endpoint_id,
+            sequence=record.sequence,
+            event_type=record.type,
+            idempotency_key=record.idempotency_key,
+            body=envelope.serialize(record),
+        )
+        self._deliveries.create_direct(job)
+        outcome = self._deliverer().attempt(job, endpoint, number=1, receive_count=None)
+        a = outcome.attempt
+        return TestResult(job.delivery_id, outcome.status, a.status_code, a.duration_ms, a.error)
+
+    # -- deliveries ---------------------------------------------------------------------------
+    def deliveries(
+        self,
+        tenant_id: str,
+        endpoint_id: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        status: Status | None,
+        event_type: str | None,
+    ) -> tuple[list[Delivery], str | None]:
+        self._endpoints.get(tenant_id, endpoint_id)  # 404 for an unknown (or another tenant's) endpoint
+        if event_type is not None:
+            filters.normalize([event_type], max_filters=1)
+        return self._deliveries.page(
+            tenant_id, endpoint_id, limit=limit, cursor=cursor, status=status, event_type=event_type
+        )
+
+    def delivery(self, tenant_id: str, delivery_id: str) -> Delivery:
+        return self._deliveries.get(tenant_id, delivery_id)
+
+    def replay(self, tenant_id: str, actor: str, delivery_id: str) -> Delivery:
+        """Send a failed delivery again (same bytes, same idempotency key), through the queue."""
+        job = self._deliveries.reopen_for_replay(tenant_id, delivery_id)
+        self._enqueue(job)
+        return self._deliveries.get(tenant_id, delivery_id)
+
+    def replay_failed(
+        self, tenant_id: str, actor: str, endpoint_id: str, *, since: str | None, limit: int
+    ) -> list[Delivery]:
+        """Replay the endpoint's failed deliveries created at or after `since` (newest first)."""
+        self._endpoints.get(tenant_id, endpoint_id)
+        replayed = []
+        for failed in self._deliveries.failed_for_endpoint(tenant_id, endpoint_id, since=since, limit=limit):
+            replayed.append(self.replay(tenant_id, actor, failed.job.delivery_id))
+        return replayed
+
+    def _enqueue(self, job: DeliveryJob) -> None:
+        if self._queue().send([job]):
+            raise ServiceUnavailable("the delivery queue did not accept the job; retry the request")
+
+    # -- audit --------------------------------------------------------------------------------
+    def _record(self, tenant_id: str, actor: str, event_type: str, endpoint_id: str, data: dict[str, Any]) -> None:
+        self._audit.append(
+            tenant_id, [EventInput(event_type, subject=f"webhook/{endpoint_id}", actor=actor, data=data)]
+        )
+
+
+def _later(previous: str) -> str:
+    """A new updated_at strictly after the previous one (it guards concurrent updates)."""
+    return now_iso(max(time.time(), parse_iso(previous) + 0.001))

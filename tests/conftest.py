@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_PROFILE", None)
+# botocore addresses DynamoDB Streams by account-based hostnames that moto does not route.
+os.environ["AWS_ACCOUNT_ID_ENDPOINT_MODE"] = "disabled"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """moto in-process with the template's resources; the core's env points at them."""
+    from moto import mock_aws
+
+    from meshanics import services
+    from tests.support.aws import provision
+
+    with mock_aws():
+        env = provision()
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        services.reset()
+        yield env
+        services.reset()
+
+
+def load_handler(name: str):  # type: ignore[no-untyped-def]
+    """Import functions/<name>/app.py fresh (as Lambda would at cold start) and return the module."""
+    import importlib
+
+    path = str(ROOT / "functions" / name)
+    for module in ("app", "models"):
+        sys.modules.pop(module, None)
+    sys.path.insert(0, path)
+    try:
+        return importlib.import_module("app")
+    finally:
+        sys.path.remove(path)
