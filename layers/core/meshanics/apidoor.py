@@ -65,11 +65,9 @@ def _field(location: tuple[Any, ...] | list[Any]) -> str | None:
 def install_error_handlers(app: APIGatewayRestResolver, *, max_request_bytes: int) -> None:
     """Map every failure to `{"error": {"code", "message", "field"?}}` with the right status."""
 
-    @app.exception_handler(MeshanicsError)
     def _domain(error: MeshanicsError) -> Response[Any]:
         return error_response(error.status, error.code, error.message, error.field)
 
-    @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response[Any]:
         problems = error.errors()
         first = problems[0] if problems else {}
@@ -85,11 +83,9 @@ def install_error_handlers(app: APIGatewayRestResolver, *, max_request_bytes: in
             message = "unknown field"
         return error_response(400, "invalid_request", f"{field}: {message}" if field else message, field)
 
-    @app.exception_handler(NotFoundError)
     def _no_route(error: NotFoundError) -> Response[Any]:
         return error_response(404, "not_found", "no such route")
 
-    @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response[Any]:
         log.exception("unexpected error")
         return error_response(500, "internal_error", "something went wrong on our side; it was logged")
@@ -102,4 +98,8 @@ def install_error_handlers(app: APIGatewayRestResolver, *, max_request_bytes: in
             return error_response(413, "request_too_large", f"the request body exceeds {max_request_bytes} bytes")
         return next_middleware(app_)  # type: ignore[no-any-return]
 
+    app.exception_handler(MeshanicsError)(_domain)
+    app.exception_handler(RequestValidationError)(_invalid)
+    app.exception_handler(NotFoundError)(_no_route)
+    app.exception_handler(Exception)(_unexpected)
     app.use(middlewares=[size_guard])

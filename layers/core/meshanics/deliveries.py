@@ -156,7 +156,7 @@ def _from_item(item: Mapping[str, Any]) -> Delivery:
         event_type=v["event_type"],
         idempotency_key=v["idempotency_key"],
         body=v["body"],
-        attempt_base=int(v.get("attempt_count", 0)),
+        attempt_base=int(v.get("attempt_base", 0)),
     )
     return Delivery(
         job=job,
@@ -207,6 +207,7 @@ class DeliveryStore:
                 "body": job.body,
                 "status": "pending",
                 "attempt_count": 0,
+                "attempt_base": job.attempt_base,
                 "created_at": created,
                 "updated_at": created,
                 "expires_at": int(now) + self._retention,
@@ -323,6 +324,20 @@ class DeliveryStore:
             raise
         return True
 
+    def mark_failed(self, job: DeliveryJob, error: str) -> None:
+        """Settle a delivery whose job was dead-lettered with no recorded outcome."""
+        self._client().update_item(
+            TableName=self._table,
+            Key=self._key(job.tenant_id, job.endpoint_id, job.sequence),
+            UpdateExpression="SET #status = :failed, last_error = :error, updated_at = :now "
+            "REMOVE next_attempt_at, gsi1pk, gsi1sk",
+            ConditionExpression="#status = :pending",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=dynamo.to_item(
+                {":failed": "failed", ":pending": "pending", ":error": error[:MAX_ERROR], ":now": now_iso()}
+            ),
+        )
+
     def get(self, tenant_id: str, delivery_id_: str) -> Delivery:
         endpoint_id, sequence = parse_delivery_id(delivery_id_)
         response = self._client().get_item(
@@ -426,7 +441,7 @@ class DeliveryStore:
                 TableName=self._table,
                 Key=self._key(tenant_id, delivery.job.endpoint_id, delivery.job.sequence),
                 UpdateExpression="SET #status = :pending, replays = if_not_exists(replays, :zero) + :one, "
-                "updated_at = :now REMOVE next_attempt_at",
+                "attempt_base = attempt_count, updated_at = :now REMOVE next_attempt_at",
                 ConditionExpression="#status = :failed",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=dynamo.to_item(

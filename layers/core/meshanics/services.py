@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from meshanics.endpoints import EndpointStore
     from meshanics.fanout import FanOut
     from meshanics.jobqueue import DeadLetters, DeliveryQueue
+    from meshanics.replay import Replayer
     from meshanics.sealing import Sealer
     from meshanics.webhooks import WebhookService
 
@@ -138,4 +139,15 @@ def webhooks() -> WebhookService:
         queue=delivery_queue,
         limits=s.limits,
         rotation_overlap=s.rotation_overlap_seconds,
+    )
+
+
+def replayer() -> Replayer:
+    from meshanics.replay import Replayer
+
+    return Replayer(
+        deliveries=delivery_store(),
+        endpoints=endpoint_store(),
+        queue=delivery_queue(),
+        dead_letters=dead_letters(),
     )

@@ -1,0 +1,171 @@
+"""`meshanics`: the operator's command line, for the local stack or a deployed one.
+
+    meshanics keys create --tenant acme --scope integrations:read --scope events:write
+    meshanics keys list --tenant acme
+    meshanics keys revoke --tenant acme <key-id>
+    meshanics replay sweep
+    meshanics replay delivery --tenant acme <delivery-id>
+
+Target: `--stack-name NAME` (a deployed stack; AWS credentials and region from the environment),
+or the local stack started by `make run` (read from .local/stack.json), which is the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+LOCAL_STATE = Path(".local") / "stack.json"
+# Stack outputs / logical ids -> the environment variables the core reads.
+RESOURCE_ENV = {
+    "IntegrationsTable": "INTEGRATIONS_TABLE",
+    "AuditLogTable": "AUDIT_TABLE",
+    "DeliveryQueue": "DELIVERY_QUEUE_URL",
+    "DeliveryDeadLetterQueue": "DELIVERY_DLQ_URL",
+    "SealingKey": "SEALING_KEY_ID",
+}
+
+
+class CliError(Exception):
+    pass
+
+
+def _find_local_state() -> Path:
+    for folder in (Path.cwd(), *Path.cwd().parents):
+        candidate = folder / LOCAL_STATE
+        if candidate.is_file():
+            return candidate
+    raise CliError("no local stack found (.local/stack.json); start it with `make run`, or pass --stack-name")
+
+
+def _target_local() -> dict[str, str]:
+    state = json.loads(_find_local_state().read_text())
+    env = {
+        "AWS_ENDPOINT_URL": state["aws_endpoint"],
+        "AWS_DEFAULT_REGION": state.get("region", "us-east-1"),
+        "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+        "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+    }
+    env.update({k: v for k, v in state.get("environment", {}).items() if k in RESOURCE_ENV.values()})
+    return env
+
+
+def _target_stack(stack_name: str) -> dict[str, str]:
+    import boto3
+
+    cfn = boto3.client("cloudformation")
+    env: dict[str, str] = {}
+    try:
+        for logical, variable in RESOURCE_ENV.items():
+            resource = cfn.describe_stack_resource(StackName=stack_name, LogicalResourceId=logical)
+            physical = resource["StackResourceDetail"]["PhysicalResourceId"]
+            env[variable] = physical
+    except Exception as error:  # botocore errors carry their own clear message
+        raise CliError(f"could not read stack {stack_name}: {error}") from None
+    return env
+
+
+def _configure(args: argparse.Namespace) -> None:
+    env = _target_stack(args.stack_name) if args.stack_name else _target_local()
+    os.environ.update(env)
+    from meshanics import services
+
+    services.reset()
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from meshanics import services
+
+    key, _ = services.api_keys().create(args.tenant, args.scope, name=args.name or "")
+    print(key)
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from meshanics import services
+
+    keys = [k.public() for k in services.api_keys().for_tenant(args.tenant)]
+    if args.json:
+        print(json.dumps(keys, indent=2))
+        return 0
+    print(f"{'KEY ID':<18} {'CREATED':<26} {'REVOKED':<26} SCOPES")
+    for k in keys:
+        print(f"{k['key_id']:<18} {k['created_at']:<26} {k['revoked_at'] or '-':<26} {' '.join(k['scopes'])}")
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from meshanics import services
+
+    revoked = services.api_keys().revoke(args.tenant, args.key_id)
+    print(f"revoked {revoked.key_id} at {revoked.revoked_at}", file=sys.stderr)
+    return 0
+
+
+def _replay_sweep(args: argparse.Namespace) -> int:
+    from meshanics import services
+
+    print(json.dumps(services.replayer().run(), default=lambda r: r.as_dict(), indent=2))
+    return 0
+
+
+def _replay_delivery(args: argparse.Namespace) -> int:
+    from meshanics import services
+
+    delivery = services.webhooks().replay(args.tenant, "operator:cli", args.delivery_id)
+    print(json.dumps(delivery.public(), indent=2))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    from meshanics.apikeys import SCOPES
+
+    parser = argparse.ArgumentParser(prog="meshanics", description="Operate Meshanics Integrations.")
+    parser.add_argument("--stack-name", help="a deployed stack (default: the local stack of `make run`)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
+    create = keys.add_parser("create", help="create a key and print it (shown only this once)")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--scope", action="append", required=True, choices=SCOPES)
+    create.add_argument("--name", help="a label to recognise the key by")
+    create.set_defaults(run=_keys_create)
+    listing = keys.add_parser("list", help="list a tenant's keys (never the keys themselves)")
+    listing.add_argument("--tenant", required=True)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("--tenant", required=True)
+    revoke.add_argument("key_id")
+    revoke.set_defaults(run=_keys_revoke)
+
+    replay = commands.add_parser("replay", help="replays").add_subparsers(dest="action", required=True)
+    sweep = replay.add_parser("sweep", help="run the scheduled sweep now (unsent jobs, dead letters)")
+    sweep.set_defaults(run=_replay_sweep)
+    one = replay.add_parser("delivery", help="replay one failed delivery")
+    one.add_argument("--tenant", required=True)
+    one.add_argument("delivery_id")
+    one.set_defaults(run=_replay_delivery)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from meshanics.errors import MeshanicsError
+
+    try:
+        _configure(args)
+        result: Any = args.run(args)
+        return int(result)
+    except (CliError, MeshanicsError) as error:
+        print(f"meshanics: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
