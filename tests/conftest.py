@@ -47,3 +47,18 @@ def load_handler(name: str):  # type: ignore[no-untyped-def]
         return importlib.import_module("app")
     finally:
         sys.path.remove(path)
+
+
+@pytest.fixture
+def receiver():  # type: ignore[no-untyped-def]
+    from tests.support.receiver import running_receiver
+
+    with running_receiver() as r:
+        yield r
+
+
+@pytest.fixture
+def platform(aws: dict[str, str]):  # type: ignore[no-untyped-def]
+    from tests.support.harness import Platform
+
+    return Platform(aws)

@@ -14,7 +14,7 @@ FAMILIES = {"rollouts", "devices", "artifacts", "registries", "vulnerabilities",
 
 
 def test_catalog_covers_every_family_and_a_test_ping() -> None:
-    assert FAMILIES <= {t.family for t in catalog.CATALOG.values()}
+    assert {t.family for t in catalog.CATALOG.values()} >= FAMILIES
     assert "test.ping" in catalog.CATALOG
     assert "test.ping" not in catalog.subscribable_types()
     for name, declared in catalog.CATALOG.items():

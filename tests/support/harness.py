@@ -1,0 +1,125 @@
+"""The platform in one process: the real handlers, wired as API Gateway, DynamoDB Streams and SQS would.
+
+`api()` runs the authorizer then the API function (like API Gateway); `pump()` runs the fan-out on
+new audit-log stream records and the delivery function on visible queue messages (like the pollers).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from meshanics import services
+from tests.conftest import load_handler
+from tests.support.lambda_events import (
+    Context,
+    StreamReader,
+    api_event,
+    authorizer_context,
+    delete_succeeded,
+    sqs_event,
+)
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+REGISTRY_PREFIXES = ("/v1/registries", "/v2")
+
+
+class Platform:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.handlers: dict[str, ModuleType] = {}
+        self.stream = StreamReader(env["AUDIT_TABLE"])
+
+    def handler(self, name: str) -> ModuleType:
+        if name not in self.handlers:
+            self.handlers[name] = load_handler(name)
+        return self.handlers[name]
+
+    def key(self, tenant: str, scopes: list[str]) -> str:
+        key, _ = services.api_keys().create(tenant, scopes)
+        return key
+
+    def authorize(self, authorization: str | None) -> dict[str, Any] | None:
+        """What API Gateway's REQUEST authorizer step yields: the context, or None for a 401."""
+        if not authorization:
+            return None
+        event = {
+            "type": "REQUEST",
+            "methodArn": "arn:aws:execute-api:us-east-1:123456789012:local/dev/GET/v1/webhooks",
+            "headers": {"Authorization": authorization},
+        }
+        try:
+            policy = self.handler("authorizer").lambda_handler(event, Context("authorizer"))
+        except Exception as error:
+            assert str(error) == "Unauthorized"
+            return None
+        return {**policy["context"], "principalId": policy["principalId"]}
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = None,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+        raw_body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> ApiResponse:
+        if context is None:
+            context = self.authorize(f"Bearer {key}" if key else None)
+            if context is None:
+                return ApiResponse(
+                    401, {}, b'{"error":{"code":"unauthorized","message":"a valid API key is required"}}'
+                )
+        function = "registry" if path.startswith(REGISTRY_PREFIXES) else "api"
+        event = api_event(method, path, body=body, query=query, raw_body=raw_body, headers=headers, authorizer=context)
+        result = self.handler(function).lambda_handler(event, Context(function))
+        raw = result.get("body") or ""
+        data = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
+        merged = dict(result.get("headers") or {})
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            merged.setdefault(name, values[-1])
+        return ApiResponse(result["statusCode"], merged, data)
+
+    def api_as(self, tenant: str, scopes: list[str], method: str, path: str, **kwargs: Any) -> ApiResponse:
+        return self.api(method, path, context=authorizer_context(tenant, scopes), **kwargs)
+
+    def fan_out(self) -> dict[str, Any]:
+        event = self.stream.event()
+        if not event["Records"]:
+            return {"batchItemFailures": []}
+        return self.handler("fanout").lambda_handler(event, Context("fanout"))  # type: ignore[no-any-return]
+
+    def deliver(self, *, max_messages: int = 10) -> tuple[dict[str, Any], dict[str, Any]]:
+        """One delivery invocation on the visible jobs; returns (event, response)."""
+        queue = self.env["DELIVERY_QUEUE_URL"]
+        event = sqs_event(queue, max_messages=max_messages)
+        if not event["Records"]:
+            return event, {"batchItemFailures": []}
+        response = self.handler("deliver").lambda_handler(event, Context("deliver"))
+        delete_succeeded(queue, event, response)
+        return event, response
+
+    def pump(self, rounds: int = 5) -> None:
+        """Fan out new audit records and deliver what is visible, until nothing is left to do."""
+        for _ in range(rounds):
+            self.fan_out()
+            event, _ = self.deliver()
+            if not event["Records"] and not self.stream.event()["Records"]:
+                return
