@@ -24,6 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from meshanics import services
 from meshanics.config import settings
 from meshanics.deliveries import DeliveryJob
+from meshanics.delivery import DeliveryFailed, RetryScheduled
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"meshanics"})
@@ -39,9 +40,16 @@ async def deliver(record: SQSRecord) -> str:
     job = DeliveryJob.from_message(record.body)
     receive_count = int(record.attributes.approximate_receive_count)
     loop = asyncio.get_running_loop()
-    outcome = await loop.run_in_executor(
-        pool, lambda: deliverer.handle(job, receive_count=receive_count, receipt_handle=record.receipt_handle)
-    )
+    try:
+        outcome = await loop.run_in_executor(
+            pool, lambda: deliverer.handle(job, receive_count=receive_count, receipt_handle=record.receipt_handle)
+        )
+    except RetryScheduled:
+        metrics.add_metric(name="DeliveryRetryScheduled", unit=MetricUnit.Count, value=1)
+        raise
+    except DeliveryFailed:
+        metrics.add_metric(name="DeliveryFailed", unit=MetricUnit.Count, value=1)
+        raise
     metrics.add_metric(name=f"Delivery{outcome.status.capitalize()}", unit=MetricUnit.Count, value=1)
     return outcome.status
 

@@ -37,6 +37,7 @@ from meshanics.sealing import Sealer
 log = logging.getLogger("meshanics.delivery")
 
 DRAIN_LIMIT = 65_536
+DRAIN_SECONDS = 1.0
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
@@ -60,7 +61,7 @@ class HttpSender:
 
     def __init__(self, *, connect_timeout: float, read_timeout: float) -> None:
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
-        self._deadline = connect_timeout + read_timeout
+        self._drain_seconds = min(read_timeout, DRAIN_SECONDS)
 
     def __call__(self, url: str, body: bytes, headers: dict[str, str], *, allow_private_network: bool) -> SendResult:
         policy = egress.EgressPolicy(allow_private_network=allow_private_network, require_https=True)
@@ -95,7 +96,7 @@ class HttpSender:
         except HTTPError as error:
             return SendResult(False, None, elapsed(), _short(f"HTTP error: {_reason(error)}"))
         status = response.status
-        self._discard_body(response, started)
+        self._discard_body(response)
         duration = elapsed()
         if 200 <= status < 300:
             return SendResult(True, status, duration, None)
@@ -109,12 +110,16 @@ class HttpSender:
             summary = f"receiver answered {status} {response.reason or ''}".strip()
         return SendResult(False, status, duration, _short(summary), retry_after)
 
-    def _discard_body(self, response: urllib3.BaseHTTPResponse, started: float) -> None:
-        """Read and drop a small body so the connection is reused; close on a large or slow one."""
+    def _discard_body(self, response: urllib3.BaseHTTPResponse) -> None:
+        """Read and drop a small body so the connection is reused; close on a large or slow one.
+
+        The outcome is already decided by the status line; the body is never stored.
+        """
         read = 0
+        deadline = time.perf_counter() + self._drain_seconds
         try:
-            while read <= DRAIN_LIMIT and time.perf_counter() - started < self._deadline:
-                chunk = response.read(8192)
+            while read <= DRAIN_LIMIT and time.perf_counter() < deadline:
+                chunk = response.read1(8192)
                 if not chunk:
                     response.release_conn()
                     return
