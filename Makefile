@@ -31,7 +31,7 @@ run: $(STAMP)
 	$(PY) -m meshanics_local
 
 test: $(STAMP) system-deps
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadfile
 
 bench: $(STAMP) system-deps
 	$(PY) -m bench

@@ -7,6 +7,7 @@ when they finish) and lets moto's request handling use a core of its own.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -22,6 +23,9 @@ DUMMY_KEY = "local"  # moto accepts any credentials
 
 def _serve(port: int, conn: Connection, log_path: str) -> None:
     """Child process: run ThreadedMotoServer until the parent says stop (or goes away)."""
+    from meshanics_local.workers import ignore_stop_signals
+
+    ignore_stop_signals()
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -36,10 +40,8 @@ def _serve(port: int, conn: Connection, log_path: str) -> None:
         conn.send(("error", f"cannot listen on 127.0.0.1:{port}: {error}"))
         return
     conn.send(("ready", server.get_host_and_port()[1]))
-    try:
+    with contextlib.suppress(EOFError, OSError):
         conn.recv()
-    except (EOFError, OSError):
-        pass
     server.stop()
 
 
@@ -83,10 +85,8 @@ class AwsServer:
 
     def stop(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 self._conn.send("stop")
-            except (BrokenPipeError, OSError):
-                pass
             self._conn.close()
             self._conn = None
         if self._process is not None:

@@ -1,0 +1,304 @@
+"""The Lambda events the local stack sends, in the shapes Lambda and API Gateway send them.
+
+Pure builders (no I/O): the pollers and the API front call them, and `samples` uses them to write
+`events/`, so the sample events are exactly what the functions receive locally.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from meshanics_local.template import ACCOUNT_ID
+
+
+# ------------------------------------------------------------------------------- DynamoDB streams
+def attribute_value(value: Any) -> Any:
+    """A DynamoDB attribute value as Lambda sends it: binary values base64-encoded (boto3 decodes them)."""
+    if not isinstance(value, Mapping):
+        return value
+    out: dict[str, Any] = {}
+    for kind, inner in value.items():
+        if kind == "B":
+            out[kind] = _b64(inner)
+        elif kind == "BS":
+            out[kind] = [_b64(v) for v in inner]
+        elif kind == "M":
+            out[kind] = {k: attribute_value(v) for k, v in inner.items()}
+        elif kind == "L":
+            out[kind] = [attribute_value(v) for v in inner]
+        else:
+            out[kind] = inner
+    return out
+
+
+def _b64(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return base64.b64encode(bytes(value)).decode("ascii")
+
+
+def _epoch_seconds(value: Any) -> int | float:
+    if isinstance(value, datetime):
+        return int(value.timestamp())
+    return value  # type: ignore[no-any-return]
+
+
+def dynamodb_stream_record(record: Mapping[str, Any], *, stream_arn: str, region: str) -> dict[str, Any]:
+    """One record of a DynamoDB stream event, from a (boto3-parsed) GetRecords record."""
+    source = record.get("dynamodb") or {}
+    dynamodb: dict[str, Any] = {}
+    if "ApproximateCreationDateTime" in source:
+        dynamodb["ApproximateCreationDateTime"] = _epoch_seconds(source["ApproximateCreationDateTime"])
+    for image in ("Keys", "NewImage", "OldImage"):
+        if image in source:
+            dynamodb[image] = {k: attribute_value(v) for k, v in source[image].items()}
+    for name in ("SequenceNumber", "SizeBytes", "StreamViewType"):
+        if name in source:
+            dynamodb[name] = source[name]
+    out: dict[str, Any] = {
+        "eventID": record["eventID"],
+        "eventName": record["eventName"],
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": record.get("awsRegion", region),
+        "dynamodb": dynamodb,
+        "eventSourceARN": stream_arn,
+    }
+    if "userIdentity" in record:
+        out["userIdentity"] = record["userIdentity"]
+    return out
+
+
+# ------------------------------------------------------------------------------- SQS
+def _message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "stringListValues": list(value.get("StringListValues", [])),
+        "binaryListValues": [_b64(v) for v in value.get("BinaryListValues", [])],
+        "dataType": value.get("DataType", "String"),
+    }
+    if "StringValue" in value:
+        out["stringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        out["binaryValue"] = _b64(value["BinaryValue"])
+    return out
+
+
+def sqs_record(message: Mapping[str, Any], *, queue_arn: str, region: str) -> dict[str, Any]:
+    """One record of an SQS event, from a (boto3-parsed) ReceiveMessage message."""
+    attributes = message.get("Attributes") or {}
+    wanted = ("ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp")
+    extra = ("SequenceNumber", "MessageGroupId", "MessageDeduplicationId", "AWSTraceHeader", "DeadLetterQueueSourceArn")
+    record_attributes = {k: attributes[k] for k in wanted if k in attributes}
+    record_attributes.update({k: attributes[k] for k in extra if k in attributes})
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": record_attributes,
+        "messageAttributes": {k: _message_attribute(v) for k, v in (message.get("MessageAttributes") or {}).items()},
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+# ------------------------------------------------------------------------------- EventBridge schedule
+def scheduled_event(
+    *, rule_arn: str, region: str, event_id: str | None = None, at: float | None = None
+) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": event_id or str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT_ID,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if at is None else at)),
+        "region": region,
+        "resources": [rule_arn],
+        "detail": {},
+    }
+
+
+# ------------------------------------------------------------------------------- API Gateway (REST, v1)
+@dataclass(frozen=True)
+class HttpRequest:
+    """An HTTP request as the API front received it."""
+
+    method: str
+    target: str  # path and query string, as on the request line
+    headers: Sequence[tuple[str, str]] = ()
+    body: bytes = b""
+    source_ip: str = "127.0.0.1"
+    protocol: str = "HTTP/1.1"
+
+    @property
+    def raw_path(self) -> str:
+        return self.target.split("?", 1)[0] or "/"
+
+    @property
+    def path(self) -> str:
+        return unquote(self.raw_path)
+
+    @property
+    def query(self) -> list[tuple[str, str]]:
+        _, _, query = self.target.partition("?")
+        return parse_qsl(query, keep_blank_values=True)
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        found = [v for k, v in self.headers if k.lower() == wanted]
+        return found[-1] if found else None
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """Where a request landed: the API, its stage, the matched resource and the request's ids."""
+
+    api_id: str
+    stage: str
+    resource_path: str
+    path_parameters: Mapping[str, str] = field(default_factory=dict)
+    request_id: str = ""
+    request_time: float = 0.0
+    domain_name: str = "127.0.0.1"
+
+
+def forwarded_headers(source_ip: str, port: int, proto: str = "http") -> list[tuple[str, str]]:
+    """The headers API Gateway adds to every proxied request."""
+    return [("X-Forwarded-For", source_ip), ("X-Forwarded-Port", str(port)), ("X-Forwarded-Proto", proto)]
+
+
+def resource_id(resource_path: str) -> str:
+    return hashlib.sha256(resource_path.encode()).hexdigest()[:6]
+
+
+def method_arn(region: str, api: ApiContext, method: str, path: str) -> str:
+    return f"arn:aws:execute-api:{region}:{ACCOUNT_ID}:{api.api_id}/{api.stage}/{method}/{path.lstrip('/')}"
+
+
+def _headers(request: HttpRequest) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
+    if not request.headers:
+        return None, None
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for name, value in request.headers:
+        single[name] = value
+        multi.setdefault(name, []).append(value)
+    return single, multi
+
+
+def _query(request: HttpRequest) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
+    pairs = request.query
+    if not pairs:
+        return None, None
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for name, value in pairs:
+        single[name] = value
+        multi.setdefault(name, []).append(value)
+    return single, multi
+
+
+def _request_context(request: HttpRequest, api: ApiContext, account_id: str = ACCOUNT_ID) -> dict[str, Any]:
+    moment = api.request_time
+    return {
+        "resourceId": resource_id(api.resource_path),
+        "resourcePath": api.resource_path,
+        "httpMethod": request.method,
+        "extendedRequestId": api.request_id,
+        "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(moment)),
+        "path": f"/{api.stage}{request.path}",
+        "accountId": account_id,
+        "protocol": request.protocol,
+        "stage": api.stage,
+        "domainPrefix": api.domain_name.split(".", 1)[0],
+        "requestTimeEpoch": int(moment * 1000),
+        "requestId": api.request_id,
+        "identity": {
+            "cognitoIdentityPoolId": None,
+            "accountId": None,
+            "cognitoIdentityId": None,
+            "caller": None,
+            "sourceIp": request.source_ip,
+            "principalOrgId": None,
+            "accessKey": None,
+            "cognitoAuthenticationType": None,
+            "cognitoAuthenticationProvider": None,
+            "userArn": None,
+            "userAgent": request.header("User-Agent"),
+            "user": None,
+        },
+        "domainName": api.domain_name,
+        "apiId": api.api_id,
+    }
+
+
+def _common(request: HttpRequest, api: ApiContext) -> dict[str, Any]:
+    headers, multi_headers = _headers(request)
+    query, multi_query = _query(request)
+    return {
+        "resource": api.resource_path,
+        "path": request.path,
+        "httpMethod": request.method,
+        "headers": headers,
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": multi_query,
+        "pathParameters": dict(api.path_parameters) or None,
+        "stageVariables": None,
+    }
+
+
+def authorizer_request_event(request: HttpRequest, api: ApiContext, *, region: str) -> dict[str, Any]:
+    """The event of a Lambda REQUEST authorizer."""
+    event: dict[str, Any] = {"type": "REQUEST", "methodArn": method_arn(region, api, request.method, request.path)}
+    event.update(_common(request, api))
+    event["requestContext"] = _request_context(request, api)
+    return event
+
+
+def authorizer_token_event(token: str, request: HttpRequest, api: ApiContext, *, region: str) -> dict[str, Any]:
+    """The event of a Lambda TOKEN authorizer."""
+    return {
+        "type": "TOKEN",
+        "authorizationToken": token,
+        "methodArn": method_arn(region, api, request.method, request.path),
+    }
+
+
+def proxy_event(
+    request: HttpRequest,
+    api: ApiContext,
+    *,
+    authorizer: Mapping[str, Any] | None = None,
+    binary: bool = False,
+) -> dict[str, Any]:
+    """The Lambda proxy integration event (REST API, payload format 1.0).
+
+    `binary`: the request's Content-Type matches a binary media type, so the body is passed
+    base64-encoded with isBase64Encoded true, as API Gateway does.
+    """
+    event = _common(request, api)
+    context = _request_context(request, api)
+    if authorizer is not None:
+        context["authorizer"] = dict(authorizer)
+    event["requestContext"] = context
+    if not request.body:
+        event["body"] = None
+        event["isBase64Encoded"] = False
+    elif binary:
+        event["body"] = base64.b64encode(request.body).decode("ascii")
+        event["isBase64Encoded"] = True
+    else:
+        event["body"] = request.body.decode("utf-8", errors="replace")
+        event["isBase64Encoded"] = False
+    return event

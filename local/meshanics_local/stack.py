@@ -1,0 +1,364 @@
+"""LocalStack: the whole system on one machine, wired from template.yaml.
+
+    with LocalStack(api_port=0, aws_port=0, state_dir=tmp) as stack:
+        requests.get(f"{stack.api_url}/v1/webhooks", headers={"Authorization": f"Bearer {stack.demo_key}"})
+
+Start order: the AWS emulation (moto server) and the template translation run side by side; then
+the stateful resources are created from the translated template, the function workers spawn (they
+import their handlers in the background), the demo API key is created, and the pollers, schedules
+and API front start. Everything runs in this process (threads) and in child processes (moto and
+the function workers); nothing touches `os.environ`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from meshanics_local import resources as resource_module
+from meshanics_local.apigateway import ApiFront
+from meshanics_local.awsserver import AwsServer, client
+from meshanics_local.functions import (
+    EventSourceMapping,
+    Schedule,
+    event_source_mappings,
+    function_specs,
+    local_aws_environment,
+    rest_api,
+    schedules,
+)
+from meshanics_local.resources import Resources
+from meshanics_local.routes import RestApi
+from meshanics_local.schedules import ScheduleRunner
+from meshanics_local.sqs import QueuePoller
+from meshanics_local.streams import StreamPoller
+from meshanics_local.template import REGION, Template, TemplateError, translate
+from meshanics_local.workers import FunctionPool, FunctionSpec, Invocation
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_API_PORT = 3000
+DEFAULT_AWS_PORT = 5000
+DEMO_TENANT = "demo"
+RECENT_EVENTS = 20
+
+log = logging.getLogger("meshanics_local")
+
+
+class LocalStack:
+    def __init__(
+        self,
+        *,
+        api_port: int = DEFAULT_API_PORT,
+        aws_port: int = DEFAULT_AWS_PORT,
+        template: Path | None = None,
+        state_dir: Path | None = None,
+        parameter_overrides: Mapping[str, str] | None = None,
+        pool_sizes: Mapping[str, int] | None = None,
+        schedule_scale: float = 1.0,
+        stack_name: str = "meshanics",
+        demo_key: bool = True,
+    ) -> None:
+        self.template_path = (template or REPO_ROOT / "template.yaml").resolve()
+        self.state_dir = (state_dir or REPO_ROOT / ".local").resolve()
+        self.log_dir = self.state_dir / "logs"
+        self.region = REGION
+        self.stack_name = stack_name
+        self._api_port = api_port
+        self._aws_port = aws_port
+        self._overrides = dict(parameter_overrides or {})
+        self._pool_sizes = dict(pool_sizes or {})
+        self._schedule_scale = schedule_scale
+        self._want_demo_key = demo_key
+
+        self.template: Template | None = None
+        self.resources: Resources = Resources({})
+        self.functions: dict[str, FunctionSpec] = {}
+        self.pools: dict[str, FunctionPool] = {}
+        self.mappings: list[EventSourceMapping] = []
+        self.schedules: list[Schedule] = []
+        self.rest_api: RestApi | None = None
+        self.demo_key: str | None = None
+        self._aws: AwsServer | None = None
+        self._front: ApiFront | None = None
+        self._stream_pollers: list[StreamPoller] = []
+        self._queue_pollers: list[QueuePoller] = []
+        self._schedule_runners: list[ScheduleRunner] = []
+        self._log_handler: logging.Handler | None = None
+        # The last events each function received from the local triggers (for inspection and tests).
+        self.recent_events: dict[str, deque[Any]] = {}
+
+    # -- addresses --------------------------------------------------------------------------------
+    @property
+    def aws_url(self) -> str:
+        assert self._aws is not None, "start() the stack first"
+        return self._aws.url
+
+    @property
+    def api_url(self) -> str | None:
+        return self._front.url if self._front else None
+
+    @property
+    def stack_file(self) -> Path:
+        return self.state_dir / "stack.json"
+
+    @property
+    def demo_key_file(self) -> Path:
+        return self.state_dir / "demo-key"
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> LocalStack:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._start_logging()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        started = time.monotonic()
+        self._aws = AwsServer(self._aws_port, self.log_dir / "aws.log")
+        self._aws.launch()
+        self.template = template = translate(self.template_path, self._overrides)
+        endpoint = self._aws.wait_ready()
+        self.resources = resource_module.deploy(template, endpoint, self.stack_name)
+        problems = resource_module.verify(template, self.resources, endpoint)
+        if problems:
+            raise RuntimeError("the AWS emulation differs from the template: " + "; ".join(problems))
+        resolver = self.resources.resolver(template, self.stack_name)
+        self.functions = function_specs(template, self.resources, resolver, endpoint=endpoint, log_dir=self.log_dir)
+        self.mappings = event_source_mappings(template, self.functions, resolver)
+        self.schedules = schedules(template, self.functions, self.resources, resolver)
+        self.rest_api = rest_api(template, self.functions, self.resources, resolver)
+        for logical_id, spec in self.functions.items():
+            pool = FunctionPool(spec, self._pool_size(logical_id))
+            pool.start()
+            self.pools[logical_id] = pool
+        if self._want_demo_key:
+            self.demo_key = self._create_demo_key()
+        self._start_triggers()
+        if self.rest_api is not None:
+            self._front = ApiFront(
+                self.rest_api,
+                self._invoke_for_api,
+                port=self._api_port,
+                region=self.region,
+                function_timeouts={k: s.timeout for k, s in self.functions.items()},
+            )
+            self._front.start()
+        self._write_state()
+        log.info("local stack up in %.1fs", time.monotonic() - started)
+
+    def stop(self) -> None:
+        stoppables: list[ScheduleRunner | QueuePoller | StreamPoller] = [
+            *self._schedule_runners,
+            *self._queue_pollers,
+            *self._stream_pollers,
+        ]
+        for stoppable in stoppables:
+            with contextlib.suppress(Exception):
+                stoppable.stop()
+        if self._front is not None:
+            with contextlib.suppress(Exception):
+                self._front.stop()
+        for pool in self.pools.values():
+            pool.request_stop()
+        deadline = time.monotonic() + 1  # idle workers exit at once; a busy or initializing one is killed
+        for pool in self.pools.values():
+            with contextlib.suppress(Exception):
+                pool.finish(deadline)
+        if self._aws is not None:
+            self._aws.stop()
+        self._schedule_runners, self._queue_pollers, self._stream_pollers = [], [], []
+        self.pools = {}
+        if self._log_handler is not None:
+            log.removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+
+    def _start_logging(self) -> None:
+        handler = logging.FileHandler(self.log_dir / "local-stack.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        self._log_handler = handler
+
+    # -- wiring -----------------------------------------------------------------------------------
+    def _pool_size(self, logical_id: str) -> int:
+        if logical_id in self._pool_sizes:
+            return max(1, int(self._pool_sizes[logical_id]))
+        if "*" in self._pool_sizes:
+            return max(1, int(self._pool_sizes["*"]))
+        api_backed = self.rest_api is not None and any(
+            route.function == logical_id for methods in self.rest_api.routes.values() for route in methods.values()
+        )
+        queue_backed = any(m.function == logical_id and m.kind == "sqs" for m in self.mappings)
+        return 2 if api_backed or queue_backed else 1
+
+    def _start_triggers(self) -> None:
+        endpoint = self.aws_url
+        for mapping in self.mappings:
+            if not mapping.enabled:
+                continue
+            spec = self.functions[mapping.function]
+            invoke = self._invoker(mapping.function)
+            if mapping.kind == "dynamodb":
+                poller = StreamPoller(mapping, invoke, endpoint=endpoint, region=self.region, function_arn=spec.arn)
+                poller.start()
+                self._stream_pollers.append(poller)
+            elif mapping.kind == "sqs":
+                pool = self.pools[mapping.function].size
+                concurrency = min(mapping.max_concurrency or pool, pool)
+                queue = QueuePoller(mapping, invoke, endpoint=endpoint, region=self.region, concurrency=concurrency)
+                queue.start()
+                self._queue_pollers.append(queue)
+            else:
+                log.warning("%s: %s event sources are not played locally", mapping.logical_id, mapping.kind)
+        for schedule in self.schedules:
+            runner = ScheduleRunner(
+                schedule, self._invoker(schedule.function), region=self.region, scale=self._schedule_scale
+            )
+            runner.start()
+            self._schedule_runners.append(runner)
+
+    def _invoker(self, logical_id: str) -> Callable[[Any], Invocation]:
+        def invoke(event: Any) -> Invocation:
+            self._remember(logical_id, event)
+            return self.pools[logical_id].invoke(event)
+
+        return invoke
+
+    def _invoke_for_api(self, logical_id: str, event: dict[str, Any], timeout: float) -> Invocation:
+        self._remember(logical_id, event)
+        return self.pools[logical_id].invoke(event, timeout=timeout)
+
+    def _remember(self, logical_id: str, event: Any) -> None:
+        self.recent_events.setdefault(logical_id, deque(maxlen=RECENT_EVENTS)).append(event)
+
+    def invoke(self, function: str, event: Any) -> Invocation:
+        """Invoke a function directly (by logical id or function name), as `sam local invoke` would."""
+        logical_id = function if function in self.pools else self._logical_id(function)
+        return self.pools[logical_id].invoke(event)
+
+    def _logical_id(self, name: str) -> str:
+        for logical_id, spec in self.functions.items():
+            if name in (spec.name, spec.arn):
+                return logical_id
+        raise KeyError(f"no function {name!r} in the template")
+
+    # -- helpers for callers ----------------------------------------------------------------------
+    def client(self, service: str) -> Any:
+        """A boto3 client pointed at the local AWS emulation."""
+        return client(service, self.aws_url)
+
+    def environment(self, function: str | None = None) -> dict[str, str]:
+        """A function's environment (default: the first function's, which carries the Globals)."""
+        if function is None:
+            spec = next(iter(self.functions.values()))
+        else:
+            spec = self.functions[function if function in self.functions else self._logical_id(function)]
+        return dict(spec.environment)
+
+    def physical(self, logical_id: str) -> str:
+        return self.resources.ref(logical_id)
+
+    def _create_demo_key(self) -> str:
+        from meshanics.apikeys import SCOPES, ApiKeyStore
+
+        table = next(
+            (
+                spec.environment["INTEGRATIONS_TABLE"]
+                for spec in self.functions.values()
+                if "INTEGRATIONS_TABLE" in spec.environment
+            ),
+            None,
+        )
+        if table is None:
+            raise TemplateError("no function has INTEGRATIONS_TABLE set; cannot create the demo API key")
+        dynamodb = self.client("dynamodb")
+        key, _ = ApiKeyStore(lambda: dynamodb, table).create(DEMO_TENANT, SCOPES, name="local demo key")
+        return key
+
+    # -- state ------------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """What runs where (written to stack.json and printed on start)."""
+        triggers: dict[str, list[str]] = {k: [] for k in self.functions}
+        for mapping in self.mappings:
+            source = self.resources.by_arn(mapping.source_arn.split("/stream/")[0])
+            name = source.logical_id if source else mapping.source_arn
+            triggers[mapping.function].append(f"{mapping.kind} {name} (batch {mapping.batch_size})")
+        for schedule in self.schedules:
+            scale = f" / {self._schedule_scale:g}" if self._schedule_scale != 1 else ""
+            triggers[schedule.function].append(f"schedule {schedule.expression}{scale}")
+        if self.rest_api is not None:
+            for methods in self.rest_api.routes.values():
+                for route in methods.values():
+                    if route.function in triggers:
+                        triggers[route.function].append(f"api {route.method} {route.resource_path}")
+            for authorizer in self.rest_api.authorizers.values():
+                triggers[authorizer.function].append(f"authorizer {authorizer.name} ({authorizer.kind})")
+        return {
+            "stack_name": self.stack_name,
+            "region": self.region,
+            "aws_endpoint": self.aws_url,
+            "api_url": self.api_url,
+            "api_stage": self.rest_api.stage if self.rest_api else None,
+            "template": str(self.template_path),
+            "parameters": dict(self.template.parameters) if self.template else {},
+            "log_dir": str(self.log_dir),
+            "demo_key_file": str(self.demo_key_file) if self.demo_key else None,
+            "demo_tenant": DEMO_TENANT if self.demo_key else None,
+            "resources": self.resources.describe(),
+            # What points a process (the meshanics CLI, scripts) at this stack, as the functions see it.
+            "environment": self.parent_environment() if self._aws else {},
+            "functions": {
+                logical_id: {
+                    "name": spec.name,
+                    "arn": spec.arn,
+                    "handler": spec.handler,
+                    "code_dir": str(spec.code_dir),
+                    "code_present": spec.code_present,
+                    "timeout": spec.timeout,
+                    "memory_mb": spec.memory_mb,
+                    "workers": self.pools[logical_id].size if logical_id in self.pools else 0,
+                    "log": str(spec.log_path),
+                    "triggers": triggers[logical_id],
+                }
+                for logical_id, spec in self.functions.items()
+            },
+        }
+
+    def _write_state(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.stack_file.write_text(json.dumps(self.describe(), indent=2) + "\n", encoding="utf-8")
+        if self.demo_key:
+            self.demo_key_file.write_text(self.demo_key + "\n", encoding="utf-8")
+            with contextlib.suppress(OSError):
+                os.chmod(self.demo_key_file, 0o600)
+
+    def parent_environment(self) -> dict[str, str]:
+        """Variables that point a process (boto3, the core, the CLI) at this stack: the template's
+        function variables (the union over functions) and the local AWS endpoint and credentials."""
+        env: dict[str, str] = {}
+        for spec in self.functions.values():
+            env.update(spec.declared_environment)
+        env.update(local_aws_environment(self.aws_url))
+        env["POWERTOOLS_TRACE_DISABLED"] = "true"
+        return env

@@ -1,0 +1,382 @@
+"""The local stack end to end, in-process on free ports: resources, API + authorizer, stream -> fan-out ->
+queue -> delivery to a loopback receiver, retries into the dead-letter queue, and the stream poller."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import requests
+
+from meshanics import ids, signing
+from meshanics.audit import AuditLog, EventInput
+from meshanics.deliveries import DeliveryStore, delivery_id, now_iso
+from meshanics.endpoints import Endpoint, EndpointStore, secret_context
+from meshanics.envelope import AuditRecord
+from meshanics.sealing import Sealer
+from meshanics_local.stack import LocalStack
+from meshanics_local.streams import StreamPoller
+from meshanics_local.workers import Invocation
+from tests.local.conftest import EVENTS
+from tests.support.receiver import Behaviour, Receiver, running_receiver
+
+pytestmark = pytest.mark.xdist_group("local-stack")
+
+OVERRIDES = {"DeliveryRetrySchedule": "0,1,1", "DeliveryMaxAttempts": "3"}
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.1) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout}s: {check}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    state = tmp_path_factory.mktemp("local-stack")
+    with LocalStack(api_port=0, aws_port=0, state_dir=state, parameter_overrides=OVERRIDES, pool_sizes={"*": 1}) as s:
+        yield s
+
+
+@dataclass
+class Core:
+    """The core's stores, pointed at the local stack's tables, queue and key (the one write path)."""
+
+    audit: AuditLog
+    endpoints: EndpointStore
+    deliveries: DeliveryStore
+    sealer: Sealer
+
+    def subscribe(self, tenant: str, url: str) -> tuple[Endpoint, str]:
+        endpoint_id = ids.new_id("ep")
+        secret = signing.generate_secret()
+        now = now_iso()
+        endpoint = Endpoint(
+            tenant_id=tenant,
+            id=endpoint_id,
+            url=url,
+            events=("rollout.*",),
+            description="local stack test",
+            allow_private_network=True,
+            enabled=True,
+            disabled_reason=None,
+            created_at=now,
+            updated_at=now,
+            subscribed_after=0,
+            sealed_secret=self.sealer.seal(secret, secret_context(tenant, endpoint_id)),
+        )
+        return self.endpoints.create(endpoint, max_endpoints=50), secret
+
+    def emit(self, tenant: str, count: int = 1) -> list[AuditRecord]:
+        return self.audit.append(
+            tenant,
+            [
+                EventInput(
+                    type="rollout.state_changed",
+                    subject=f"rollouts/ro_{i}",
+                    actor="user:test",
+                    data={"rollout_id": f"ro_{i}", "state": "running"},
+                )
+                for i in range(count)
+            ],
+        )
+
+
+@pytest.fixture(scope="session")
+def core(stack: LocalStack) -> Core:
+    env = stack.environment("FanoutFunction")
+    dynamodb, kms = stack.client("dynamodb"), stack.client("kms")
+    return Core(
+        audit=AuditLog(
+            lambda: dynamodb,
+            audit_table=env["AUDIT_TABLE"],
+            integrations_table=env["INTEGRATIONS_TABLE"],
+            max_record_bytes=8192,
+            retention_days=1,
+        ),
+        endpoints=EndpointStore(lambda: dynamodb, env["INTEGRATIONS_TABLE"]),
+        deliveries=DeliveryStore(lambda: dynamodb, env["INTEGRATIONS_TABLE"], retention_days=1),
+        sealer=Sealer(lambda: kms, env["SEALING_KEY_ID"]),
+    )
+
+
+def shape(value: Any) -> Any:
+    """The key structure of an event (values left out), to compare with the samples."""
+    if isinstance(value, dict):
+        return {k: shape(v) for k, v in value.items() if k not in ("NewImage", "Keys", "messageAttributes")}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    return None
+
+
+# ------------------------------------------------------------------------------- resources and state
+def test_resources_come_from_the_template(stack: LocalStack) -> None:
+    state = json.loads(stack.stack_file.read_text())
+    assert state["aws_endpoint"] == stack.aws_url and state["api_url"] == stack.api_url
+    assert state["region"] == "us-east-1"
+    resources = state["resources"]
+    assert resources["AuditLogTable"]["stream_arn"].startswith("arn:aws:dynamodb:")
+    assert resources["DeliveryQueue"]["queue_url"].startswith(stack.aws_url)
+    assert resources["ArtifactCacheBucketPolicy"]["created_by"] == "service API"
+    assert resources["FanoutFunction"]["created_by"] == "local stack"
+
+    ddb = stack.client("dynamodb")
+    table = ddb.describe_table(TableName=stack.physical("IntegrationsTable"))["Table"]
+    assert [g["IndexName"] for g in table["GlobalSecondaryIndexes"]] == ["unsent"]
+    ttl = ddb.describe_time_to_live(TableName=stack.physical("AuditLogTable"))["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+    sqs = stack.client("sqs")
+    attributes = sqs.get_queue_attributes(QueueUrl=stack.physical("DeliveryQueue"), AttributeNames=["All"])
+    redrive = json.loads(attributes["Attributes"]["RedrivePolicy"])
+    assert redrive["maxReceiveCount"] == 3  # the DeliveryMaxAttempts override
+    assert redrive["deadLetterTargetArn"] == stack.resources.get_att("DeliveryDeadLetterQueue", "Arn")
+    key = stack.client("kms").describe_key(KeyId=stack.physical("SealingKey"))["KeyMetadata"]
+    assert key["Arn"] == stack.environment()["SEALING_KEY_ID"]
+    s3 = stack.client("s3")
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=stack.physical("ArtifactCacheBucket"))["Rules"]
+    assert {r["ID"] for r in rules} == {"expire-cached-artifacts", "abort-incomplete-uploads"}
+    assert "TlsOnly" in s3.get_bucket_policy(Bucket=stack.physical("ArtifactCacheBucket"))["Policy"]
+
+
+def test_functions_get_the_templates_environment_resolved(stack: LocalStack) -> None:
+    env = stack.environment("DeliverFunction")
+    assert env["AUDIT_TABLE"] == stack.physical("AuditLogTable")
+    assert env["DELIVERY_QUEUE_URL"] == stack.physical("DeliveryQueue")
+    assert env["DELIVERY_RETRY_SCHEDULE"] == "0,1,1" and env["DELIVERY_MAX_ATTEMPTS"] == "3"
+    assert env["DELIVERY_CONCURRENCY"] == "10"  # function-level variable on top of the Globals
+    assert env["AWS_ENDPOINT_URL"] == stack.aws_url
+    assert env["AWS_LAMBDA_FUNCTION_NAME"] == "meshanics-DeliverFunction"
+    assert stack.functions["DeliverFunction"].timeout == 30
+    assert stack.functions["AuthorizerFunction"].memory_mb == 256
+    mapping = next(m for m in stack.mappings if m.function == "FanoutFunction")
+    assert mapping.on_failure_arn == stack.resources.get_att("FanoutFailureQueue", "Arn")
+
+
+def test_demo_key_is_written_alone(stack: LocalStack) -> None:
+    assert stack.demo_key is not None
+    assert stack.demo_key_file.read_text() == stack.demo_key + "\n"
+
+
+# ------------------------------------------------------------------------------- API and authorizer
+def test_requests_without_a_valid_key_are_refused(stack: LocalStack) -> None:
+    url = f"{stack.api_url}/v1/webhooks"
+    missing = requests.get(url, timeout=10)
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"] == 'Basic realm="meshanics", charset="UTF-8"'
+    before = len(stack.recent_events.get("AuthorizerFunction", []))
+    bad = requests.get(url, headers={"Authorization": "Bearer msk_0123456789abcdef_" + "x" * 43}, timeout=30)
+    assert bad.status_code == 401
+    assert bad.json()["error"]["code"] == "unauthorized"
+    assert len(stack.recent_events["AuthorizerFunction"]) == before + 1  # the authorizer said Unauthorized
+    assert requests.get(url, headers={"Authorization": "Basic !!"}, timeout=30).status_code == 401
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/webhooks"), ("GET", "/v2/")])
+def test_the_demo_key_passes_the_authorizer(stack: LocalStack, method: str, path: str) -> None:
+    assert stack.rest_api is not None
+    match = stack.rest_api.match(method, path)
+    assert match is not None and match.route.function is not None
+    function = match.route.function
+    response = requests.request(
+        method, f"{stack.api_url}{path}", headers={"Authorization": f"Bearer {stack.demo_key}"}, timeout=60
+    )
+    if not stack.functions[function].code_present:
+        # The route's function is not written yet: the gateway answers as API Gateway does for a failed invoke.
+        assert response.status_code == 502
+        assert response.json() == {"message": "Internal server error"}
+        return
+    assert response.status_code not in (401, 403), response.text
+    event = stack.recent_events[function][-1]
+    assert event["requestContext"]["authorizer"]["tenant_id"] == "demo"
+    assert set(event["requestContext"]["authorizer"]["scopes"].split()) >= {"integrations:read", "artifacts:pull"}
+    assert shape(event)["requestContext"].keys() >= {"resourcePath", "identity", "requestId", "authorizer"}
+
+
+# ------------------------------------------------------------------------------- stream -> fan-out -> delivery
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with running_receiver() as r:
+        yield r
+
+
+def test_an_audit_event_is_fanned_out_and_delivered_signed(stack: LocalStack, core: Core, receiver: Receiver) -> None:
+    endpoint, secret = core.subscribe("acme", receiver.url)
+    [record] = core.emit("acme")
+    [request] = receiver.wait_for(1, timeout=30)
+    timestamp = signing.verify(request.body, request.headers["X-Meshanics-Signature"], secret)
+    assert abs(timestamp - time.time()) < 60
+    assert request.headers["X-Meshanics-Event"] == "rollout.state_changed"
+    envelope = json.loads(request.body)
+    assert envelope["sequence"] == record.sequence and envelope["idempotency_key"] == record.idempotency_key
+    delivery = eventually(
+        lambda: (
+            (d := core.deliveries.get("acme", delivery_id(endpoint.id, record.sequence))).status == "delivered" and d
+        )
+    )
+    assert delivery.attempt_count == 1
+
+    # The events the functions received have the samples' shapes.
+    fanout_event = stack.recent_events["FanoutFunction"][-1]
+    sample = json.loads((EVENTS / "fanout-stream-insert.json").read_text())
+    assert shape(fanout_event) == shape(sample)
+    assert fanout_event["Records"][-1]["dynamodb"]["NewImage"]["tenant_id"] == {"S": "acme"}
+    deliver_event = stack.recent_events["DeliverFunction"][-1]
+    assert shape(deliver_event) == shape(json.loads((EVENTS / "deliver-sqs.json").read_text()))
+
+
+def test_only_inserts_reach_the_fanout(stack: LocalStack, core: Core) -> None:
+    [record] = core.emit("filter-check")
+    key = {"tenant_id": {"S": "filter-check"}, "sequence": {"N": str(record.sequence)}}
+    eventually(lambda: any(_tenants(e) & {"filter-check"} for e in stack.recent_events["FanoutFunction"]))
+    table = stack.physical("AuditLogTable")
+    stack.client("dynamodb").update_item(
+        TableName=table, Key=key, UpdateExpression="SET touched = :t", ExpressionAttributeValues={":t": {"N": "1"}}
+    )
+    stack.client("dynamodb").delete_item(TableName=table, Key=key)
+    time.sleep(2.5)  # more than the batching window and a few poll intervals
+    names = {r["eventName"] for e in stack.recent_events["FanoutFunction"] for r in e["Records"]}
+    assert names == {"INSERT"}
+
+
+def _tenants(event: dict[str, Any]) -> set[str]:
+    return {r["dynamodb"]["NewImage"]["tenant_id"]["S"] for r in event["Records"] if "NewImage" in r["dynamodb"]}
+
+
+def test_failed_deliveries_retry_then_dead_letter(stack: LocalStack, core: Core) -> None:
+    with running_receiver(lambda r: r.behaviours.append(Behaviour(status=500))) as failing:
+        endpoint, _ = core.subscribe("flaky", failing.url)
+        [record] = core.emit("flaky")
+        failing.wait_for(3, timeout=40)
+        sqs = stack.client("sqs")
+        dlq = stack.physical("DeliveryDeadLetterQueue")
+
+        def dead_lettered() -> list[dict[str, Any]]:
+            messages = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=0)
+            return [m for m in messages.get("Messages", []) if json.loads(m["Body"])["tenant"] == "flaky"]
+
+        [message] = eventually(dead_lettered)
+        assert json.loads(message["Body"])["endpoint"] == endpoint.id
+        delivery = core.deliveries.get("flaky", delivery_id(endpoint.id, record.sequence))
+        assert delivery.status == "failed" and delivery.attempt_count == 3
+        assert [a.status_code for a in delivery.attempts] == [500, 500, 500]
+        time.sleep(1.5)
+        assert len(failing.requests) == 3  # no attempt after the last one
+
+
+# ------------------------------------------------------------------------------- the stream poller's rules
+@dataclass
+class ScriptedFanout:
+    """Stands in for the fan-out function: records what it sees of one tenant, answers as scripted."""
+
+    tenant: str
+    answer: Callable[[list[dict[str, Any]]], Invocation]
+    calls: list[list[str]]
+
+    def __call__(self, event: dict[str, Any]) -> Invocation:
+        mine = [r for r in event["Records"] if r["dynamodb"]["NewImage"]["tenant_id"]["S"] == self.tenant]
+        if not mine:
+            return Invocation("r", result={"batchItemFailures": []})
+        self.calls.append([r["dynamodb"]["NewImage"]["sequence"]["N"] for r in mine])
+        return self.answer(mine)
+
+
+def _poller(stack: LocalStack, invoke: ScriptedFanout, failures_arn: str) -> StreamPoller:
+    base = next(m for m in stack.mappings if m.function == "FanoutFunction")
+    mapping = replace(
+        base,
+        logical_id="TestMapping",
+        starting_position="TRIM_HORIZON",
+        max_retry_attempts=1,
+        window_seconds=0.2,
+        on_failure_arn=failures_arn,
+    )
+    return StreamPoller(
+        mapping, invoke, endpoint=stack.aws_url, region="us-east-1", function_arn="arn:test", poll_interval=0.05
+    )
+
+
+def _failure_queue(stack: LocalStack, name: str) -> tuple[str, str]:
+    sqs = stack.client("sqs")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def test_a_record_that_keeps_failing_is_bisected_out_to_the_failure_destination(stack: LocalStack, core: Core) -> None:
+    url, arn = _failure_queue(stack, "bisect-failures")
+    records = core.emit("bisect", count=3)
+    bad = str(records[1].sequence)
+
+    def answer(mine: list[dict[str, Any]]) -> Invocation:
+        sequences = [r["dynamodb"]["NewImage"]["sequence"]["N"] for r in mine]
+        if bad in sequences:
+            return Invocation("r", error={"errorType": "ValueError", "errorMessage": "poison"})
+        return Invocation("r", result={"batchItemFailures": []})
+
+    scripted = ScriptedFanout("bisect", answer, [])
+    good = {str(r.sequence) for r in records} - {bad}
+
+    def succeeded() -> set[str]:
+        return {s for call in scripted.calls if bad not in call for s in call}
+
+    poller = _poller(stack, scripted, arn)
+    poller.start()
+    try:
+        sqs = stack.client("sqs")
+        messages = eventually(lambda: sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages"))
+        eventually(lambda: good <= succeeded())  # the records after the poisoned one go on
+    finally:
+        poller.stop()
+    failure = json.loads(messages[0]["Body"])
+    info = failure["DDBStreamBatchInfo"]
+    assert info["batchSize"] == 1 and info["startSequenceNumber"] == info["endSequenceNumber"]
+    assert info["streamArn"] == stack.resources.get_att("AuditLogTable", "StreamArn")
+    assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert failure["error"]["errorMessage"] == "poison"
+    assert [bad] in scripted.calls  # isolated by bisection, then retried once
+
+
+def test_reported_item_failures_retry_from_the_lowest_failed_record(stack: LocalStack, core: Core) -> None:
+    _, arn = _failure_queue(stack, "partial-failures")
+    records = core.emit("partial", count=3)
+    first, second, third = (str(r.sequence) for r in records)
+    failed_once = threading.Event()
+
+    def answer(mine: list[dict[str, Any]]) -> Invocation:
+        for record in mine:
+            if record["dynamodb"]["NewImage"]["sequence"]["N"] == second and not failed_once.is_set():
+                failed_once.set()
+                return Invocation(
+                    "r", result={"batchItemFailures": [{"itemIdentifier": record["dynamodb"]["SequenceNumber"]}]}
+                )
+        return Invocation("r", result={"batchItemFailures": []})
+
+    scripted = ScriptedFanout("partial", answer, [])
+    poller = _poller(stack, scripted, arn)
+    poller.start()
+    try:
+        eventually(lambda: failed_once.is_set() and len(scripted.calls) >= 2)
+    finally:
+        poller.stop()
+    failing = next(i for i, call in enumerate(scripted.calls) if second in call)
+    assert scripted.calls[failing + 1][0] == second  # the retry starts at the failed record
+    assert all(first not in call for call in scripted.calls[failing + 1 :])  # records before it are done
+    assert third in scripted.calls[failing + 1]
+
+
+def test_direct_invocation_with_a_sample_event(stack: LocalStack) -> None:
+    event = json.loads((EVENTS / "authorizer-request.json").read_text())
+    invocation = stack.invoke("AuthorizerFunction", event)
+    assert not invocation.ok and invocation.error_message == "Unauthorized"
+    assert Path(stack.functions["AuthorizerFunction"].log_path or "").read_text().count("START RequestId") >= 1

@@ -1,0 +1,215 @@
+"""Function workers (processes with the function's environment), and the poller decisions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meshanics_local.functions import Schedule
+from meshanics_local.schedules import ScheduleRunner, period_seconds
+from meshanics_local.sqs import to_delete
+from meshanics_local.streams import first_failure
+from meshanics_local.workers import FunctionPool, FunctionSpec, Invocation
+
+HANDLER = """
+import os, sys, time
+import helper
+
+STARTS = os.environ.get("COUNT", "0")
+
+def lambda_handler(event, context):
+    if event.get("sleep"):
+        time.sleep(event["sleep"])
+    if event.get("fail"):
+        raise ValueError(event["fail"])
+    return {
+        "env": os.environ.get("GREETING"),
+        "endpoint": os.environ.get("AWS_ENDPOINT_URL"),
+        "path0": sys.path[0],
+        "helper": helper.VALUE,
+        "name": context.function_name,
+        "arn": context.invoked_function_arn,
+        "memory": context.memory_limit_in_mb,
+        "request": context.aws_request_id,
+        "remaining": context.get_remaining_time_in_millis(),
+        "pid": os.getpid(),
+    }
+"""
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> FunctionSpec:
+    code = tmp_path / "fn"
+    layer = tmp_path / "layer"
+    code.mkdir()
+    layer.mkdir()
+    (code / "app.py").write_text(HANDLER)
+    (layer / "helper.py").write_text("VALUE = 'from the layer'\n")
+    return FunctionSpec(
+        logical_id="TestFunction",
+        name="stack-TestFunction",
+        arn="arn:aws:lambda:us-east-1:123456789012:function:stack-TestFunction",
+        code_dir=code,
+        handler="app.lambda_handler",
+        timeout=1.0,
+        memory_mb=256,
+        environment={"GREETING": "hello", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"},
+        layer_dirs=(layer,),
+        log_path=tmp_path / "TestFunction.log",
+    )
+
+
+@pytest.fixture
+def pool(spec: FunctionSpec) -> Iterator[FunctionPool]:
+    pool = FunctionPool(spec, size=1)
+    pool.start()
+    yield pool
+    pool.stop()
+
+
+def test_a_worker_runs_the_handler_with_the_functions_environment(pool: FunctionPool, spec: FunctionSpec) -> None:
+    first = pool.invoke({}, request_id="r-1")
+    assert first.ok, first.error
+    assert first.cold_start
+    result = first.result
+    assert result["env"] == "hello" and result["endpoint"] == "http://127.0.0.1:9"
+    assert result["path0"] == str(spec.code_dir)
+    assert result["helper"] == "from the layer"
+    assert result["name"] == spec.name and result["arn"] == spec.arn and result["memory"] == 256
+    assert result["request"] == "r-1"
+    assert 0 < result["remaining"] <= 1000
+    second = pool.invoke({})
+    assert second.ok and not second.cold_start and second.result["pid"] == result["pid"]
+    log = (spec.log_path or Path()).read_text()
+    assert "START RequestId: r-1" in log and "REPORT RequestId: r-1" in log
+
+
+def test_a_raised_error_is_a_function_error(pool: FunctionPool) -> None:
+    invocation = pool.invoke({"fail": "bad input"})
+    assert not invocation.ok
+    assert invocation.error_message == "bad input"
+    assert invocation.error is not None and invocation.error["errorType"] == "ValueError"
+    assert pool.invoke({}).ok  # the worker survives a handler error
+
+
+def test_a_timeout_kills_the_worker_and_a_fresh_one_takes_over(pool: FunctionPool) -> None:
+    before = pool.invoke({}).result["pid"]
+    started = time.monotonic()
+    timed_out = pool.invoke({"sleep": 30})
+    assert time.monotonic() - started < 10
+    assert timed_out.error is not None and timed_out.error["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after" in timed_out.error_message
+    after = pool.invoke({})
+    assert after.ok and after.cold_start and after.result["pid"] != before
+
+
+def test_missing_code_is_an_import_error_until_it_is_written(tmp_path: Path, spec: FunctionSpec) -> None:
+    later = tmp_path / "written-later"
+    missing = FunctionPool(dataclasses.replace(spec, code_dir=later), size=1)
+    missing.start()
+    try:
+        invocation = missing.invoke({})
+        assert invocation.error is not None and invocation.error["errorType"] == "Runtime.ImportModuleError"
+        later.mkdir()
+        (later / "app.py").write_text("def lambda_handler(event, context):\n    return 'now here'\n")
+        assert missing.invoke({}).result == "now here"
+    finally:
+        missing.stop()
+
+
+def test_an_init_error_surfaces_on_every_invocation(spec: FunctionSpec) -> None:
+    (spec.code_dir / "app.py").write_text("raise RuntimeError('no config')\n")
+    broken = FunctionPool(spec, size=1)
+    broken.start()
+    try:
+        for _ in range(2):
+            invocation = broken.invoke({})
+            assert not invocation.ok and "no config" in invocation.error_message
+    finally:
+        broken.stop()
+
+
+# ------------------------------------------------------------------------------- poller decisions
+STREAM_BATCH = [{"dynamodb": {"SequenceNumber": str(n)}} for n in (100, 200, 300)]
+
+
+@pytest.mark.parametrize(
+    ("result", "retry_from"),
+    [
+        (None, None),
+        ({"batchItemFailures": []}, None),
+        ({"batchItemFailures": [{"itemIdentifier": "300"}, {"itemIdentifier": "200"}]}, 1),
+        ({"batchItemFailures": [{"itemIdentifier": "100"}]}, 0),
+        ({"batchItemFailures": [{"itemIdentifier": "999"}]}, -1),
+        ({"batchItemFailures": [{"itemIdentifier": ""}]}, -1),
+        ({"batchItemFailures": [{}]}, -1),
+        ({"batchItemFailures": "nope"}, -1),
+    ],
+)
+def test_stream_partial_batch_response(result: Any, retry_from: int | None) -> None:
+    assert first_failure(result, STREAM_BATCH) == retry_from
+
+
+SQS_BATCH = [{"messageId": m, "receiptHandle": f"rh-{m}"} for m in ("a", "b", "c")]
+
+
+@pytest.mark.parametrize(
+    ("result", "report", "deleted"),
+    [
+        ({"batchItemFailures": [{"itemIdentifier": "b"}]}, True, ["a", "c"]),
+        ({"batchItemFailures": []}, True, ["a", "b", "c"]),
+        (None, True, ["a", "b", "c"]),
+        ({"batchItemFailures": [{"itemIdentifier": "zzz"}]}, True, []),
+        ({"batchItemFailures": [{"itemIdentifier": None}]}, True, []),
+        ({"batchItemFailures": [{"itemIdentifier": "b"}]}, False, ["a", "b", "c"]),
+    ],
+)
+def test_sqs_partial_batch_response(result: Any, report: bool, deleted: list[str]) -> None:
+    assert [r["messageId"] for r in to_delete(result, SQS_BATCH, report_failures=report)] == deleted
+
+
+# ------------------------------------------------------------------------------- schedules
+@pytest.mark.parametrize(
+    ("expression", "seconds"),
+    [("rate(1 minute)", 60), ("rate(15 minutes)", 900), ("rate(1 hour)", 3600), ("rate(2 days)", 172800)],
+)
+def test_rate_expressions(expression: str, seconds: int) -> None:
+    assert period_seconds(expression) == seconds
+
+
+def test_cron_is_not_played_and_bad_rates_are_refused() -> None:
+    assert period_seconds("cron(0 12 * * ? *)") is None
+    with pytest.raises(ValueError):
+        period_seconds("rate(1 minutes)")
+
+
+def test_a_schedule_invokes_its_function_with_a_scheduled_event() -> None:
+    seen: list[Any] = []
+    done = threading.Event()
+
+    def invoke(event: Any) -> Invocation:
+        seen.append(event)
+        if len(seen) >= 2:
+            done.set()
+        return Invocation("r", result=None)
+
+    rule = "arn:aws:events:us-east-1:123456789012:rule/stack-Sweep"
+    runner = ScheduleRunner(
+        Schedule("Sweep", "ReplayFunction", rule, "rate(1 minute)", True), invoke, region="us-east-1", scale=300
+    )
+    runner.start()
+    try:
+        assert done.wait(5)
+    finally:
+        runner.stop()
+    sample = json.loads((Path(__file__).resolve().parents[2] / "events" / "replay-schedule.json").read_text())
+    assert list(seen[0]) == list(sample)
+    assert seen[0]["detail-type"] == "Scheduled Event" and seen[0]["resources"] == [rule]
+    assert seen[0]["id"] != seen[1]["id"]
