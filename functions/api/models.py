@@ -2,14 +2,55 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Requests are taken as documented: no unknown field, no coercion ("5" is not 5, 1 is not true).
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _text(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    """The moment in UTC; a value that cannot be expressed in UTC is a validation error, not a crash."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp is out of range") from None
+
+
+def _event_time(value: datetime) -> datetime:
+    if not 1970 <= value.year <= 9999:
+        raise ValueError("timestamp must be between 1970-01-01 and 9999-12-31 (UTC)")
+    return value
+
+
+# RFC 3339 timestamps must carry a time zone (a naive one would be read in the server's zone).
+# (Parsed from text, not strictly: strict mode would accept only datetime objects; never from numbers.)
+Instant = Annotated[AwareDatetime, Field(strict=False), BeforeValidator(_text), AfterValidator(_utc)]
+EventTime = Annotated[
+    AwareDatetime, Field(strict=False), BeforeValidator(_text), AfterValidator(_utc), AfterValidator(_event_time)
+]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. invalid_request, egress.scheme, missing_scope")
+    message: str = Field(description="What went wrong, for people")
+    field: str | None = Field(default=None, description="The request field at fault, when there is one")
+
+
+class ErrorResponse(BaseModel):
+    """The shape of every error the API answers."""
+
+    error: ErrorDetail
 
 
 class WebhookCreate(Strict):
@@ -109,7 +150,7 @@ class DeliveryPage(BaseModel):
 
 
 class ReplayFailed(Strict):
-    since: datetime | None = Field(default=None, description="Only deliveries created at or after this time")
+    since: Instant | None = Field(default=None, description="Only deliveries created at or after this time")
     limit: int = Field(default=50, ge=1, le=100)
 
 
@@ -144,12 +185,26 @@ class EventIn(Strict):
     type: str = Field(min_length=1, max_length=128)
     subject: str = Field(min_length=1, max_length=256)
     actor: str | None = Field(default=None, min_length=1, max_length=128, description="Defaults to the API key")
-    occurred_at: datetime | None = None
+    occurred_at: EventTime | None = None
     data: dict[str, Any] = Field(default_factory=dict)
 
 
 class EventBatch(Strict):
     events: list[EventIn] = Field(min_length=1, max_length=100)
+
+
+def _event_body_kind(value: Any) -> str:
+    if isinstance(value, EventBatch) or (isinstance(value, dict) and "events" in value):
+        return "EventBatch"
+    return "EventIn"
+
+
+# One event, or {"events": [...]}: chosen by the presence of `events`, so a validation error
+# speaks about the shape the caller meant (not about every member of the union).
+EventBody = Annotated[
+    Annotated[EventIn, Tag("EventIn")] | Annotated[EventBatch, Tag("EventBatch")],
+    Discriminator(_event_body_kind),
+]
 
 
 class EventWritten(BaseModel):

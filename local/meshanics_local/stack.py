@@ -65,6 +65,7 @@ class LocalStack:
         schedule_scale: float = 1.0,
         stack_name: str = "meshanics",
         demo_key: bool = True,
+        run_functions: bool = True,
     ) -> None:
         self.template_path = (template or REPO_ROOT / "template.yaml").resolve()
         self.state_dir = (state_dir or REPO_ROOT / ".local").resolve()
@@ -77,6 +78,8 @@ class LocalStack:
         self._pool_sizes = dict(pool_sizes or {})
         self._schedule_scale = schedule_scale
         self._want_demo_key = demo_key
+        # False: only the AWS emulation and the resources (benchmarks call handlers themselves).
+        self._run_functions = run_functions
 
         self.template: Template | None = None
         self.resources: Resources = Resources({})
@@ -147,12 +150,15 @@ class LocalStack:
         self.mappings = event_source_mappings(template, self.functions, resolver)
         self.schedules = schedules(template, self.functions, self.resources, resolver)
         self.rest_api = rest_api(template, self.functions, self.resources, resolver)
+        if self._want_demo_key:
+            self.demo_key = self._create_demo_key()
+        if not self._run_functions:
+            self._write_state()
+            return
         for logical_id, spec in self.functions.items():
             pool = FunctionPool(spec, self._pool_size(logical_id))
             pool.start()
             self.pools[logical_id] = pool
-        if self._want_demo_key:
-            self.demo_key = self._create_demo_key()
         self._start_triggers()
         if self.rest_api is not None:
             self._front = ApiFront(

@@ -5,13 +5,19 @@ Used with Powertools' API Gateway resolver; the domain modules stay unaware of H
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 
 from meshanics.errors import Forbidden, MeshanicsError, Unauthenticated
 
@@ -58,12 +64,20 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 
 
 def _field(location: tuple[Any, ...] | list[Any]) -> str | None:
-    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
+    # Field names are snake_case; a capitalized part is the tag of a union member (a model name).
+    parts = [
+        str(p)
+        for p in location
+        if p not in ("body", "query", "path", "header") and not (isinstance(p, str) and p[:1].isupper())
+    ]
     return ".".join(parts) or None
 
 
-def install_error_handlers(app: APIGatewayRestResolver, *, max_request_bytes: int) -> None:
-    """Map every failure to `{"error": {"code", "message", "field"?}}` with the right status."""
+def install_error_handlers(app: APIGatewayRestResolver, *, max_request_bytes: int, json_bodies: bool = False) -> None:
+    """Map every failure to `{"error": {"code", "message", "field"?}}` with the right status.
+
+    With `json_bodies`, every request body must be a JSON object (as all of the tenant API's are).
+    """
 
     def _domain(error: MeshanicsError) -> Response[Any]:
         return error_response(error.status, error.code, error.message, error.field)
@@ -83,6 +97,13 @@ def install_error_handlers(app: APIGatewayRestResolver, *, max_request_bytes: in
             message = "unknown field"
         return error_response(400, "invalid_request", f"{field}: {message}" if field else message, field)
 
+    def _undecodable(error: UnicodeDecodeError) -> Response[Any]:
+        # Raised while the validation middleware reads the body: it is not UTF-8, so not JSON either.
+        return error_response(400, "invalid_json", "the request body is not valid JSON (UTF-8)")
+
+    def _media_type(error: RequestUnsupportedContentType) -> Response[Any]:
+        return error_response(415, "unsupported_media_type", "the request body must be application/json")
+
     def _no_route(error: NotFoundError) -> Response[Any]:
         return error_response(404, "not_found", "no such route")
 
@@ -90,16 +111,81 @@ def install_error_handlers(app: APIGatewayRestResolver, *, max_request_bytes: in
         log.exception("unexpected error")
         return error_response(500, "internal_error", "something went wrong on our side; it was logged")
 
-    def size_guard(app_: APIGatewayRestResolver, next_middleware: Any) -> Response[Any]:
-        event = app_.current_event
-        body = event.body or ""
-        size = len(body) * 3 // 4 if event.is_base64_encoded else len(body.encode())
-        if size > max_request_bytes:
-            return error_response(413, "request_too_large", f"the request body exceeds {max_request_bytes} bytes")
-        return next_middleware(app_)  # type: ignore[no-any-return]
-
     app.exception_handler(MeshanicsError)(_domain)
     app.exception_handler(RequestValidationError)(_invalid)
+    app.exception_handler(UnicodeDecodeError)(_undecodable)
+    app.exception_handler(RequestUnsupportedContentType)(_media_type)
     app.exception_handler(NotFoundError)(_no_route)
     app.exception_handler(Exception)(_unexpected)
-    app.use(middlewares=[size_guard])
+
+    # The body is checked before anything parses it: Powertools runs request validation ahead of
+    # every middleware, so a middleware would see an oversized body already parsed.
+    resolve = app.resolve
+
+    def guarded_resolve(event: Any, context: Any) -> dict[str, Any]:
+        if isinstance(event, dict):
+            if body_size(event) > max_request_bytes:
+                return proxy_error(413, "request_too_large", f"the request body exceeds {max_request_bytes} bytes")
+            refusal = json_body_refusal(event) if json_bodies else None
+            if refusal is not None:
+                return refusal
+            if json_bodies:
+                _lower_content_type(event)  # media types are case-insensitive; Powertools compares as is
+        return resolve(event, context)
+
+    app.resolve = guarded_resolve  # type: ignore[method-assign]
+
+
+def body_size(event: dict[str, Any]) -> int:
+    """The request body's size in bytes, as the client sent it."""
+    body = event.get("body") or ""
+    if not event.get("isBase64Encoded"):
+        return len(body.encode())
+    try:
+        return len(base64.b64decode(body))
+    except (binascii.Error, ValueError):
+        return len(body) * 3 // 4
+
+
+def json_body_refusal(event: dict[str, Any]) -> dict[str, Any] | None:
+    """Why a request body cannot be a JSON object, as an error response; None when it can be.
+
+    Checked ahead of Powertools, which would otherwise parse multipart and form bodies too (and fail
+    with a 500 on a malformed one), take an array's first item for the object it wants (it unwraps
+    lists for fields that are not sequences), and fail with a 500 on JSON nested too deeply to parse.
+    """
+    raw = event.get("body")
+    if not raw:
+        return None
+    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+    media_type = str(headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if media_type not in ("", "application/json"):
+        return proxy_error(415, "unsupported_media_type", "the request body must be application/json")
+    try:
+        text = base64.b64decode(raw) if event.get("isBase64Encoded") else str(raw)
+        parsed = json.loads(text)
+    except RecursionError:
+        return proxy_error(400, "invalid_json", "the request body is nested too deeply")
+    except (ValueError, binascii.Error):
+        return None  # not JSON: the resolver answers invalid_json
+    if isinstance(parsed, list):
+        return proxy_error(400, "invalid_request", "the request body must be a JSON object")
+    return None
+
+
+def _lower_content_type(event: dict[str, Any]) -> None:
+    for section in ("headers", "multiValueHeaders"):
+        headers = event.get(section) or {}
+        for name, value in headers.items():
+            if str(name).lower() == "content-type":
+                headers[name] = [str(v).lower() for v in value] if isinstance(value, list) else str(value).lower()
+
+
+def proxy_error(status: int, code: str, message: str) -> dict[str, Any]:
+    """An error as an API Gateway proxy response, for answers given before the resolver runs."""
+    return {
+        "statusCode": status,
+        "multiValueHeaders": {"Content-Type": [content_types.APPLICATION_JSON]},
+        "body": json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")),
+        "isBase64Encoded": False,
+    }

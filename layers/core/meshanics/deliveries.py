@@ -106,6 +106,16 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class AttemptResult:
+    """An attempt and the status it leaves the delivery in, ready to be recorded."""
+
+    job: DeliveryJob
+    attempt: Attempt
+    status: Status
+    next_attempt_at: str | None = None
+
+
+@dataclass(frozen=True)
 class Delivery:
     job: DeliveryJob
     status: Status
@@ -266,18 +276,9 @@ class DeliveryStore:
         item.pop("gsi1sk")
         self._client().put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
 
-    def record_attempt(
-        self,
-        job: DeliveryJob,
-        attempt: Attempt,
-        *,
-        status: Status,
-        next_attempt_at: str | None = None,
-    ) -> bool:
-        """Append an attempt and set the resulting status in one write; False if the record is gone.
-
-        A delivered record is never turned back to pending or failed by a late duplicate job.
-        """
+    def _attempt_update(self, result: AttemptResult) -> dict[str, Any]:
+        """The UpdateItem parameters that append an attempt and set the resulting status."""
+        job, attempt, status = result.job, result.attempt, result.status
         sets: dict[str, Any] = {
             "status": status,
             "attempt_count": attempt.number,
@@ -289,8 +290,8 @@ class DeliveryStore:
         if status == "delivered":
             sets["delivered_at"] = attempt.at
             removes.append("next_attempt_at")
-        elif next_attempt_at:
-            sets["next_attempt_at"] = next_attempt_at
+        elif result.next_attempt_at:
+            sets["next_attempt_at"] = result.next_attempt_at
         else:
             removes.append("next_attempt_at")
         for name in ("last_status_code", "last_error"):
@@ -304,20 +305,25 @@ class DeliveryStore:
         expression = expression.replace(
             "SET ", "SET #attempts = list_append(if_not_exists(#attempts, :empty), :attempt), ", 1
         )
+        # A delivered record is never turned back to pending or failed by a late duplicate job.
         condition = "attribute_exists(pk)"
         if status != "delivered":
             condition += " AND #st <> :delivered"
             names["#st"] = "status"
             values[":delivered"] = dynamo.to_value("delivered")
+        return {
+            "TableName": self._table,
+            "Key": self._key(job.tenant_id, job.endpoint_id, job.sequence),
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+
+    def record_attempt(self, result: AttemptResult) -> bool:
+        """Append an attempt and set the resulting status in one write; False if the record is gone."""
         try:
-            self._client().update_item(
-                TableName=self._table,
-                Key=self._key(job.tenant_id, job.endpoint_id, job.sequence),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
+            self._client().update_item(**self._attempt_update(result))
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False

@@ -9,9 +9,9 @@ to the dead-letter queue for replay. Every attempt is recorded with a short erro
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,7 +27,7 @@ from urllib3.exceptions import (
 
 from meshanics import backoff, egress, signing
 from meshanics.clock import now_iso
-from meshanics.deliveries import Attempt, DeliveryJob, DeliveryStore
+from meshanics.deliveries import Attempt, AttemptResult, DeliveryJob, DeliveryStore, Status
 from meshanics.endpoints import Endpoint, EndpointStore
 from meshanics.envelope import SPEC_VERSION
 from meshanics.errors import EgressRefused
@@ -139,19 +139,26 @@ def _short(text: str) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-class RetryScheduled(Exception):
-    """The attempt failed; the job will be received again after its delay."""
+@dataclass(frozen=True)
+class QueuedJob:
+    """A job as received from the queue."""
 
-
-class DeliveryFailed(Exception):
-    """The last attempt failed; the delivery is marked failed and the job goes to the DLQ."""
+    job: DeliveryJob
+    receive_count: int
+    receipt_handle: str
 
 
 @dataclass(frozen=True)
 class Outcome:
-    attempt: Attempt
-    status: str  # delivered, pending (retry scheduled) or failed
+    result: AttemptResult
+    # Done with: delete the job. Otherwise SQS delivers it again after `retry_in` seconds (a
+    # scheduled retry) or, after the last attempt, moves it to the dead-letter queue.
+    settled: bool
     retry_in: int | None = None
+
+    @property
+    def status(self) -> Status:
+        return self.result.status
 
 
 class Deliverer:
@@ -164,6 +171,7 @@ class Deliverer:
         queue: DeliveryQueue | None,
         schedule: tuple[int, ...],
         sender: Sender,
+        concurrency: int = 10,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._endpoints = endpoints
@@ -173,48 +181,55 @@ class Deliverer:
         self._schedule = schedule
         self._send = sender
         self._clock = clock
-        self._batch: dict[tuple[str, str], Endpoint] = {}
-        self._lock = threading.Lock()
+        # One bounded pool per container: a batch's POSTs run concurrently over kept-alive connections.
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver")
 
-    def prefetch(self, jobs: Iterable[DeliveryJob]) -> None:
-        """Read every endpoint a batch needs with one BatchGetItem (fresh for each batch)."""
-        found = self._endpoints.get_many((j.tenant_id, j.endpoint_id) for j in jobs)
-        with self._lock:
-            self._batch = found
+    def deliver_batch(self, queued: Sequence[QueuedJob]) -> list[Outcome]:
+        """Attempt every job of an SQS batch concurrently, record each attempt, schedule retries.
 
-    def handle(self, job: DeliveryJob, *, receive_count: int, receipt_handle: str) -> Outcome:
-        """One queued attempt. Raises RetryScheduled or DeliveryFailed when the job must not be deleted."""
-        endpoint = self._batch.get((job.tenant_id, job.endpoint_id))
-        number = job.attempt_base + receive_count
-        if endpoint is None or not endpoint.enabled:
-            reason = "webhook was deleted" if endpoint is None else "webhook is disabled"
-            attempt = Attempt(number, now_iso(self._clock()), "failed", None, 0, reason)
-            self._deliveries.record_attempt(job, attempt, status="failed")
-            return Outcome(attempt, "failed")
-        outcome = self.attempt(job, endpoint, number=number, receive_count=receive_count)
-        if outcome.status == "pending":
-            assert self._queue is not None and outcome.retry_in is not None
-            self._queue.postpone(receipt_handle, outcome.retry_in)
-            raise RetryScheduled(f"attempt {number} failed; retry in {outcome.retry_in}s")
-        if outcome.status == "failed":
+        AWS calls for a batch of n: one BatchGetItem for the endpoints, n UpdateItems (each made as
+        soon as its POST returns, overlapping the others), and one ChangeMessageVisibilityBatch if
+        anything must be retried.
+        """
+        endpoints = self._endpoints.get_many((q.job.tenant_id, q.job.endpoint_id) for q in queued)
+
+        def attempt(q: QueuedJob) -> Outcome:
+            endpoint = endpoints.get((q.job.tenant_id, q.job.endpoint_id))
+            number = q.job.attempt_base + q.receive_count
+            outcome = self.attempt(q.job, endpoint, number=number, receive_count=q.receive_count)
+            self._deliveries.record_attempt(outcome.result)
+            return outcome
+
+        outcomes = list(self._pool.map(attempt, queued))
+        hidden = [(q.receipt_handle, o.retry_in or 0) for q, o in zip(queued, outcomes, strict=True) if not o.settled]
+        if hidden:
             assert self._queue is not None
-            self._queue.postpone(receipt_handle, 0)
-            raise DeliveryFailed(f"attempt {number} failed; no attempts left")
+            self._queue.postpone(hidden)
+        return outcomes
+
+    def test(self, job: DeliveryJob, endpoint: Endpoint) -> Outcome:
+        """One immediate attempt with no retry (test deliveries), recorded at once."""
+        outcome = self.attempt(job, endpoint, number=1, receive_count=None)
+        self._deliveries.record_attempt(outcome.result)
         return outcome
 
     def attempt(
         self,
         job: DeliveryJob,
-        endpoint: Endpoint,
+        endpoint: Endpoint | None,
         *,
         number: int,
         receive_count: int | None,
     ) -> Outcome:
-        """Sign and send once, record the attempt, and say what happens next.
+        """Sign and send once and decide what follows; the caller records the result.
 
         `receive_count` is the job's attempt within its current run of the schedule; None means a
         one-off attempt with no retry (test deliveries).
         """
+        if endpoint is None or not endpoint.enabled:
+            reason = "webhook was deleted" if endpoint is None else "webhook is disabled"
+            attempt = Attempt(number, now_iso(self._clock()), "failed", None, 0, reason)
+            return Outcome(AttemptResult(job, attempt, "failed"), settled=True)
         body = job.body.encode("utf-8")
         headers = signing.signed_headers(
             body=body,
@@ -228,8 +243,7 @@ class Deliverer:
         at = now_iso(self._clock())
         if result.ok:
             attempt = Attempt(number, at, "delivered", result.status_code, result.duration_ms, None)
-            self._deliveries.record_attempt(job, attempt, status="delivered")
-            return Outcome(attempt, "delivered")
+            return Outcome(AttemptResult(job, attempt, "delivered"), settled=True)
         attempt = Attempt(number, at, "failed", result.status_code, result.duration_ms, result.error)
         delay = (
             None
@@ -237,11 +251,10 @@ class Deliverer:
             else backoff.next_delay(self._schedule, receive_count, retry_after=result.retry_after)
         )
         if delay is None:
-            self._deliveries.record_attempt(job, attempt, status="failed")
             log.info("delivery %s failed for good: %s", job.delivery_id, result.error)
-            return Outcome(attempt, "failed")
-        self._deliveries.record_attempt(job, attempt, status="pending", next_attempt_at=now_iso(self._clock() + delay))
-        return Outcome(attempt, "pending", delay)
+            return Outcome(AttemptResult(job, attempt, "failed"), settled=False)
+        next_at = now_iso(self._clock() + delay)
+        return Outcome(AttemptResult(job, attempt, "pending", next_at), settled=False, retry_in=delay)
 
     def _secrets(self, endpoint: Endpoint) -> list[str]:
         """Live signing secrets, newest first (two during a rotation's overlap window)."""

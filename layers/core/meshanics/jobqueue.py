@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from meshanics import dynamo
 from meshanics.deliveries import DeliveryJob
+
+log = logging.getLogger("meshanics.jobqueue")
 
 
 class DeliveryQueue:
@@ -29,11 +32,20 @@ class DeliveryQueue:
             failed.extend(chunk[int(entry["Id"])] for entry in response.get("Failed", []))
         return failed
 
-    def postpone(self, receipt_handle: str, seconds: int) -> None:
-        """Hide a received job for `seconds`: the retry delay (0 lets a final failure go to the DLQ)."""
-        self._client().change_message_visibility(
-            QueueUrl=self.url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
-        )
+    def postpone(self, hidden: Sequence[tuple[str, int]]) -> None:
+        """Hide received jobs (receipt handle, seconds): a retry's delay, or 0 to let a job whose
+        last attempt failed move on to the DLQ. ChangeMessageVisibilityBatch, 10 per call."""
+        for chunk in dynamo.chunks(hidden, 10):
+            response = self._client().change_message_visibility_batch(
+                QueueUrl=self.url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": receipt, "VisibilityTimeout": seconds}
+                    for i, (receipt, seconds) in enumerate(chunk)
+                ],
+            )
+            if response.get("Failed"):
+                # The job then reappears after the queue's visibility timeout: later, never lost.
+                log.warning("could not postpone %d jobs: %s", len(response["Failed"]), response["Failed"][0])
 
 
 class DeadLetters:

@@ -50,6 +50,7 @@ class Sealer:
         self._cache_size = cache_size
         self._cache: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
         self._lock = threading.Lock()
+        self._flights: dict[bytes, threading.Lock] = {}
 
     def seal(self, plaintext: str, context: Mapping[str, str]) -> bytes:
         response = self._kms().generate_data_key(KeyId=self._key_id, KeySpec="AES_256", EncryptionContext=dict(context))
@@ -78,6 +79,16 @@ class Sealer:
             if hit and hit[0] > now:
                 self._cache.move_to_end(cache_key)
                 return hit[1]
+            flight = self._flights.setdefault(cache_key, threading.Lock())
+        # One KMS call per data key even when a whole batch asks at once (a cold container).
+        with flight:
+            with self._lock:
+                hit = self._cache.get(cache_key)
+                if hit and hit[0] > now:
+                    return hit[1]
+            return self._decrypt(cache_key, wrapped, context, now)
+
+    def _decrypt(self, cache_key: bytes, wrapped: bytes, context: Mapping[str, str], now: float) -> bytes:
         key: bytes = self._kms().decrypt(CiphertextBlob=wrapped, EncryptionContext=dict(context), KeyId=self._key_id)[
             "Plaintext"
         ]
@@ -85,4 +96,5 @@ class Sealer:
             self._cache[cache_key] = (now + self._cache_seconds, key)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+            self._flights.pop(cache_key, None)
         return key

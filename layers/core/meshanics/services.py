@@ -97,6 +97,7 @@ def deliverer() -> Deliverer:
         queue=delivery_queue(),
         schedule=s.retry_schedule,
         sender=HttpSender(connect_timeout=s.connect_timeout, read_timeout=s.read_timeout),
+        concurrency=s.delivery_concurrency,
     )
 
 
@@ -150,4 +151,44 @@ def replayer() -> Replayer:
         endpoints=endpoint_store(),
         queue=delivery_queue(),
         dead_letters=dead_letters(),
+    )
+
+
+# -- registry pull-through ------------------------------------------------------------------------
+if TYPE_CHECKING:
+    from meshanics.registry.connections import RegistryService
+    from meshanics.registry.facade import PullFacade
+
+
+@cache
+def registries() -> RegistryService:
+    from meshanics.registry.connections import RegistryService, RegistryStore
+
+    s = settings()
+    return RegistryService(
+        store=RegistryStore(dynamodb, s.integrations_table),
+        audit=audit_log(),
+        sealer=sealer(),
+        max_registries=s.limits.max_registries,
+    )
+
+
+@cache
+def pull_facade() -> PullFacade:
+    from meshanics.registry.cache import ArtifactCache, FillLeases
+    from meshanics.registry.facade import PullFacade
+    from meshanics.registry.pulls import PullRecords
+    from meshanics.registry.settings import PullSettings
+    from meshanics.registry.upstream import UpstreamClient
+
+    s = settings()
+    pull = PullSettings.from_env(s.env)
+    return PullFacade(
+        registries=registries(),
+        records=PullRecords(dynamodb, s.integrations_table, retention_days=pull.cache_expiry_days),
+        cache=ArtifactCache(s.artifact_bucket, presign_ttl=pull.presigned_url_ttl),
+        leases=FillLeases(dynamodb, s.integrations_table),
+        upstream=UpstreamClient(connect_timeout=pull.connect_timeout, read_timeout=pull.read_timeout),
+        audit=audit_log(),
+        settings=pull,
     )

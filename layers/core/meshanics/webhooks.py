@@ -9,20 +9,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from meshanics import egress, envelope, filters, signing
+from meshanics import catalog, dynamo, egress, envelope, filters, signing
 from meshanics.audit import AuditLog, EventInput
 from meshanics.clock import now_iso, parse_iso
 from meshanics.config import Limits
 from meshanics.deliveries import Delivery, DeliveryJob, DeliveryStore, Status
-from meshanics.delivery import Deliverer
 from meshanics.endpoints import Endpoint, EndpointStore, secret_context
-from meshanics.errors import EgressRefused, InvalidInput, MeshanicsError
-from meshanics.ids import new_id
-from meshanics.jobqueue import DeliveryQueue
-from meshanics.sealing import Sealer
+from meshanics.errors import EgressRefused, InvalidInput, MeshanicsError, NotFound
+from meshanics.ids import looks_like, new_id
+
+if TYPE_CHECKING:  # the sending path is imported only when a test delivery runs
+    from meshanics.delivery import Deliverer
+    from meshanics.jobqueue import DeliveryQueue
+    from meshanics.sealing import Sealer
 
 DISABLED_BY_API = "disabled through the API"
 MAX_OVERLAP = 7 * 86_400
@@ -137,14 +139,21 @@ class WebhookService:
         return created, secret
 
     def get(self, tenant_id: str, endpoint_id: str) -> Endpoint:
+        return self._endpoint(tenant_id, endpoint_id)
+
+    def _endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
+        # An id that cannot be one is simply not found (and never reaches a key: sort keys are bounded).
+        if not looks_like(endpoint_id, "ep"):
+            raise NotFound(f"webhook {endpoint_id[:64]} not found")
         return self._endpoints.get(tenant_id, endpoint_id)
 
     def page(self, tenant_id: str, *, limit: int, cursor: str | None) -> tuple[list[Endpoint], str | None]:
+        _check_cursor(cursor, dynamo.tenant_pk(tenant_id), "EP#")
         return self._endpoints.page(tenant_id, limit=limit, cursor=cursor)
 
     def update(self, tenant_id: str, actor: str, endpoint_id: str, changes: Mapping[str, Any]) -> Endpoint:
         """Apply a partial change: url, events, description, allow_private_network, enabled."""
-        current = self._endpoints.get(tenant_id, endpoint_id)
+        current = self._endpoint(tenant_id, endpoint_id)
         updated = current
         if "events" in changes:
             updated = replace(
@@ -180,7 +189,7 @@ class WebhookService:
         return saved
 
     def delete(self, tenant_id: str, actor: str, endpoint_id: str) -> None:
-        current = self._endpoints.get(tenant_id, endpoint_id)
+        current = self._endpoint(tenant_id, endpoint_id)
         self._endpoints.delete(current)
         self._record(tenant_id, actor, "webhook.deleted", endpoint_id, {"webhook_id": endpoint_id})
 
@@ -191,7 +200,7 @@ class WebhookService:
         overlap = self._overlap if overlap_seconds is None else overlap_seconds
         if not 0 <= overlap <= MAX_OVERLAP:
             raise InvalidInput(f"overlap_seconds must be within 0..{MAX_OVERLAP}", field="overlap_seconds")
-        current = self._endpoints.get(tenant_id, endpoint_id)
+        current = self._endpoint(tenant_id, endpoint_id)
         secret = signing.generate_secret()
         expires = int(time.time()) + overlap
         updated = replace(
@@ -213,7 +222,7 @@ class WebhookService:
 
     def test(self, tenant_id: str, actor: str, endpoint_id: str, *, message: str = "") -> TestResult:
         """Send a `test.ping` now through the real signed, guarded path; record it in the history."""
-        endpoint = self._endpoints.get(tenant_id, endpoint_id)
+        endpoint = self._endpoint(tenant_id, endpoint_id)
         data = {"webhook_id": endpoint_id, "message": message or "Test delivery from Meshanics"}
         (record,) = self._audit.append(
             tenant_id, [EventInput("test.ping", subject=f"webhook/{endpoint_id}", actor=actor, data=data)]
@@ -227,8 +236,8 @@ class WebhookService:
             body=envelope.serialize(record),
         )
         self._deliveries.create_direct(job)
-        outcome = self._deliverer().attempt(job, endpoint, number=1, receive_count=None)
-        a = outcome.attempt
+        outcome = self._deliverer().test(job, endpoint)
+        a = outcome.result.attempt
         return TestResult(job.delivery_id, outcome.status, a.status_code, a.duration_ms, a.error)
 
     # -- deliveries ---------------------------------------------------------------------------
@@ -242,9 +251,16 @@ class WebhookService:
         status: Status | None,
         event_type: str | None,
     ) -> tuple[list[Delivery], str | None]:
-        self._endpoints.get(tenant_id, endpoint_id)  # 404 for an unknown (or another tenant's) endpoint
-        if event_type is not None:
-            filters.normalize([event_type], max_filters=1)
+        self._endpoint(tenant_id, endpoint_id)  # 404 for an unknown (or another tenant's) endpoint
+        if event_type == filters.ALL:
+            event_type = None
+        elif event_type is not None and event_type not in catalog.CATALOG:
+            # Exact types include directed ones (test.ping); wildcards are checked like filters.
+            try:
+                filters.normalize([event_type], max_filters=1)
+            except InvalidInput as refused:
+                raise InvalidInput(refused.message, code=refused.code, field="event_type") from None
+        _check_cursor(cursor, dynamo.deliveries_pk(tenant_id, endpoint_id), "D#")
         return self._deliveries.page(
             tenant_id, endpoint_id, limit=limit, cursor=cursor, status=status, event_type=event_type
         )
@@ -262,7 +278,7 @@ class WebhookService:
         self, tenant_id: str, actor: str, endpoint_id: str, *, since: str | None, limit: int
     ) -> list[Delivery]:
         """Replay the endpoint's failed deliveries created at or after `since` (newest first)."""
-        self._endpoints.get(tenant_id, endpoint_id)
+        self._endpoint(tenant_id, endpoint_id)
         replayed = []
         for failed in self._deliveries.failed_for_endpoint(tenant_id, endpoint_id, since=since, limit=limit):
             replayed.append(self.replay(tenant_id, actor, failed.job.delivery_id))
@@ -277,6 +293,16 @@ class WebhookService:
         self._audit.append(
             tenant_id, [EventInput(event_type, subject=f"webhook/{endpoint_id}", actor=actor, data=data)]
         )
+
+
+def _check_cursor(cursor: str | None, partition: str, sort_prefix: str) -> None:
+    """Refuse a cursor that is not one this listing handed out (foreign, tampered or malformed)."""
+    start = dynamo.decode_cursor(cursor, partition=partition)
+    if start is None:
+        return
+    sort_key = start.get("sk", {}).get("S")
+    if set(start) != {"pk", "sk"} or not isinstance(sort_key, str) or not sort_key.startswith(sort_prefix):
+        raise InvalidInput("cursor is not valid", code="invalid_cursor", field="cursor")
 
 
 def _later(previous: str) -> str:

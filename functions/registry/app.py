@@ -1,0 +1,225 @@
+"""Registry connections (tenant API) and the OCI pull facade (`/v2`), behind the API key authorizer.
+
+Thin door: `/v1/registries` validates input against the models and answers in the API's error
+shape; `/v2` parses the distribution API path (pull by digest only), asks the core's pull facade
+and answers with the spec's headers and `{"errors": [...]}` bodies. The caller's tenant and scopes
+come only from the authorizer.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from models import CredentialsUpdate, Registry, RegistryCreate, RegistryPage
+
+from meshanics import services
+from meshanics.apidoor import Caller, caller, error_response, install_error_handlers
+from meshanics.config import settings
+from meshanics.errors import MeshanicsError, Unauthenticated
+from meshanics.registry import oci
+from meshanics.registry.connections import Credentials
+
+if TYPE_CHECKING:
+    from meshanics.registry.facade import Served
+
+logger = Logger()
+copy_config_to_registered_loggers(source_logger=logger, include={"meshanics"})
+tracer = Tracer()
+app = APIGatewayRestResolver(enable_validation=True)
+install_error_handlers(app, max_request_bytes=settings().limits.max_request_bytes)
+registries = services.registries()
+# The pull facade (upstream client, S3 cache) is built on the first /v2 request, not at import.
+
+READ = "integrations:read"
+OPERATOR = "registries:operator"
+PULL = "artifacts:pull"
+API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="meshanics", charset="UTF-8"'}
+GATEWAY_LIMIT = 29.0
+DEADLINE_MARGIN = 2.0
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size")]
+Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of the previous page")]
+
+
+def _reader() -> Caller:
+    """Reading connections takes integrations:read; an operator may read what it manages."""
+    who = caller(app)
+    return who if OPERATOR in who.scopes else who.require(READ)
+
+
+def _credentials(body: RegistryCreate | CredentialsUpdate) -> Credentials:
+    given = body.credentials
+    if given.type == "basic":
+        return Credentials.basic(given.username, given.password)
+    return Credentials.token(given.token)
+
+
+# -- registry connections -----------------------------------------------------------------------
+@app.post("/v1/registries", status_code=201, tags=["registries"], summary="Connect an upstream (pending approval)")
+def connect_registry(body: Annotated[RegistryCreate, Body()]) -> Registry:
+    who = caller(app).require(OPERATOR)
+    connection = registries.connect(
+        who.tenant_id,
+        who.actor,
+        name=body.name,
+        upstream_url=body.upstream_url,
+        credentials=_credentials(body),
+        allow_private_network=body.allow_private_network,
+    )
+    return Registry(**connection.public())
+
+
+@app.get("/v1/registries", tags=["registries"], summary="List registry connections")
+def list_registries(limit: Limit = 20, cursor: Cursor = None) -> RegistryPage:
+    who = _reader()
+    items, next_cursor = registries.page(who.tenant_id, limit=limit, cursor=cursor)
+    return RegistryPage(items=[Registry(**c.public()) for c in items], next_cursor=next_cursor)
+
+
+@app.get("/v1/registries/<registry_id>", tags=["registries"], summary="Get a registry connection")
+def get_registry(registry_id: str) -> Registry:
+    who = _reader()
+    return Registry(**registries.get(who.tenant_id, registry_id).public())
+
+
+@app.post("/v1/registries/<registry_id>/approve", tags=["registries"], summary="Approve a pending connection")
+def approve_registry(registry_id: str) -> Registry:
+    who = caller(app).require(OPERATOR)
+    return Registry(**registries.approve(who.tenant_id, who.actor, registry_id).public())
+
+
+@app.put("/v1/registries/<registry_id>/credentials", tags=["registries"], summary="Replace the upstream credentials")
+def update_credentials(registry_id: str, body: Annotated[CredentialsUpdate, Body()]) -> Registry:
+    who = caller(app).require(OPERATOR)
+    updated = registries.update_credentials(who.tenant_id, who.actor, registry_id, _credentials(body))
+    return Registry(**updated.public())
+
+
+@app.delete("/v1/registries/<registry_id>", status_code=204, tags=["registries"], summary="Remove a connection")
+def remove_registry(registry_id: str) -> Response[None]:
+    who = caller(app).require(OPERATOR)
+    registries.remove(who.tenant_id, who.actor, registry_id)
+    return Response(status_code=204)
+
+
+# -- the pull facade ----------------------------------------------------------------------------
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _oci(status: int, body: dict[str, Any] | str, headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=body,
+        headers=API_VERSION | (headers or {}),
+    )
+
+
+def _oci_error(error: oci.OciError) -> Response[Any]:
+    headers = dict(error.headers)
+    if error.status == 401:
+        headers |= CHALLENGE
+    return _oci(error.status, error.body(), headers)
+
+
+def _puller() -> Caller:
+    try:
+        who = caller(app)
+    except Unauthenticated:
+        raise oci.OciError("UNAUTHORIZED", "authentication required: use an API key with artifacts:pull") from None
+    if PULL not in who.scopes:
+        raise oci.OciError("DENIED", f"this API key lacks the {PULL} scope")
+    return who
+
+
+def _accept() -> tuple[str, ...]:
+    event = app.current_event
+    values = [v for k, vs in (event.multi_value_headers or {}).items() if k.lower() == "accept" for v in vs or ()]
+    if not values and event.headers.get("accept"):
+        values = [event.headers["accept"]]
+    return oci.parse_accept(values)
+
+
+def _deadline() -> float:
+    remaining = GATEWAY_LIMIT
+    context = getattr(app, "lambda_context", None)
+    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+        remaining = min(remaining, context.get_remaining_time_in_millis() / 1000)
+    return time.monotonic() + remaining - DEADLINE_MARGIN
+
+
+@app.route("/v2", method=ALL_METHODS, include_in_schema=False, enable_validation=False)
+def version_check() -> Response[Any]:
+    method = app.current_event.http_method.upper()
+    _puller()
+    if method not in ("GET", "HEAD"):
+        raise oci.unsupported()
+    return _oci(200, {} if method == "GET" else "")
+
+
+@app.route("/v2/.+", method=ALL_METHODS, include_in_schema=False, enable_validation=False)
+def pull() -> Response[Any]:
+    event = app.current_event
+    method = event.http_method.upper()
+    who = _puller()
+    target = oci.parse_pull_path(event.path.removeprefix("/v2/"), method)
+    from meshanics.registry.facade import Pull  # here: /v1 cold starts do not pay for the pull side
+
+    request = Pull(who.tenant_id, who.actor, target, _accept(), _deadline())
+    served = services.pull_facade().pull(request, head=method == "HEAD")
+    logger.info(
+        "pull served",
+        extra={"kind": target.kind, "registry": target.registry, "status": served.status, "source": served.source},
+    )
+    return _served(served, head=method == "HEAD")
+
+
+def _served(served: Served, *, head: bool) -> Response[Any]:
+    headers = dict(served.headers)
+    content_type = headers.pop("Content-Type", None)
+    body: bytes | str = "" if head or not served.body else served.body
+    return Response(status_code=served.status, content_type=content_type, body=body, headers=API_VERSION | headers)
+
+
+# -- errors: the API's shape under /v1, the distribution spec's under /v2 -----------------------
+def _is_v2() -> bool:
+    path = app.current_event.path or ""
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def _domain_error(error: MeshanicsError) -> Response[Any]:
+    if _is_v2():
+        return _oci_error(oci.from_domain(error))
+    return error_response(error.status, error.code, error.message, error.field)
+
+
+def _no_route(error: NotFoundError) -> Response[Any]:
+    if _is_v2():
+        return _oci(404, oci.error_body("NAME_UNKNOWN", "no such route"))
+    return error_response(404, "not_found", "no such route")
+
+
+def _unexpected(error: Exception) -> Response[Any]:
+    logger.exception("unexpected error")
+    if _is_v2():
+        return _oci(500, oci.error_body("UNKNOWN", "something went wrong on our side; it was logged"))
+    return error_response(500, "internal_error", "something went wrong on our side; it was logged")
+
+
+app.exception_handler(MeshanicsError)(_domain_error)
+app.exception_handler(NotFoundError)(_no_route)
+app.exception_handler(Exception)(_unexpected)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
