@@ -18,13 +18,15 @@ $(STAMP): pyproject.toml requirements/dev.txt layers/core/requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# The registry tests and benchmark use the CNCF distribution registry and skopeo from Debian.
+# The registry tests and benchmark use the CNCF distribution registry and skopeo from Debian. The
+# package's own service would hold port 5000 (the local stack's AWS port): it is switched off.
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	  if [ -d /run/systemd/system ]; then $$SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi; \
 	fi
 
 run: $(STAMP)

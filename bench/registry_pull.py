@@ -71,18 +71,6 @@ def _row(path: str, samples: list[tuple[float, float]], direct: float | None, ta
     }
 
 
-def _allow_plain_http_cache(stack: Any) -> None:
-    """The template's TLS-only bucket policy denies every request to the local (plain http) S3."""
-    s3 = stack.client("s3")
-    bucket = stack.physical("ArtifactCacheBucket")
-    try:
-        policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
-    except s3.exceptions.ClientError:
-        return
-    if any("aws:SecureTransport" in json.dumps(s.get("Condition", {})) for s in policy.get("Statement", [])):
-        s3.delete_bucket_policy(Bucket=bucket)
-
-
 def run(runs: int = RUNS) -> list[dict[str, Any]]:
     from tests.registry.upstreams import PASSWORD, USER, RegistryProcess, basic, htpasswd_auth, push_image
 
@@ -106,7 +94,6 @@ def run(runs: int = RUNS) -> list[dict[str, Any]]:
             direct = [_pull(http, direct_url, {"Authorization": basic()}, digest) for _ in range(runs)]
 
             with LocalStack(api_port=0, aws_port=0, state_dir=work / "stack", pool_sizes={"*": 1}) as stack:
-                _allow_plain_http_cache(stack)
                 api = stack.api_url
                 operator = {"Authorization": f"Bearer {stack.demo_key}"}
                 body = {

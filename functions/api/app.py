@@ -40,6 +40,7 @@ from meshanics import __version__, catalog, services
 from meshanics.apidoor import caller, install_error_handlers
 from meshanics.audit import EventInput
 from meshanics.config import settings
+from meshanics.errors import MeshanicsError
 
 
 class Resolver(APIGatewayRestResolver):
@@ -64,7 +65,7 @@ class Resolver(APIGatewayRestResolver):
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"meshanics"})
 app = Resolver(enable_validation=True)
-install_error_handlers(app, max_request_bytes=settings().limits.max_request_bytes, json_bodies=True)
+install_error_handlers(app, max_request_bytes=settings().limits.max_request_bytes, json_bodies_under="/v1/")
 webhooks = services.webhooks()
 
 READ = "integrations:read"
@@ -269,6 +270,13 @@ def event_types() -> EventTypePage:
 def write_events(body: Annotated[EventBody, Body()]) -> EventWrittenPage:
     who = caller(app).require("events:write")
     given = body.events if isinstance(body, EventBatch) else [body]
+    for index, event in enumerate(given):
+        try:
+            catalog.writable_by_tenants(event.type)
+        except MeshanicsError as error:
+            if isinstance(body, EventBatch):
+                error.field = f"events.{index}.type"
+            raise
     inputs = [
         EventInput(e.type, subject=e.subject, actor=e.actor or who.actor, data=e.data, occurred_at=e.occurred_at)
         for e in given

@@ -167,6 +167,7 @@ class EventTypeInfo(BaseModel):
     family: str
     description: str
     data: list[EventField]
+    platform_only: bool = Field(description="Written only by the platform; POST /v1/events refuses it")
 
 
 class Family(BaseModel):

@@ -49,7 +49,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     def settle(record: SQSRecord) -> str:
         outcome: Outcome | None = outcomes.get(record.message_id)
         if outcome is None:
-            raise NotDeliveredYet("malformed job")
+            raise NotDeliveredYet("malformed job, or its attempt could not be recorded")
         metrics.add_metric(name=f"Delivery{outcome.status.capitalize()}", unit=MetricUnit.Count, value=1)
         if not outcome.settled:
             raise NotDeliveredYet(outcome.result.attempt.error or outcome.status)

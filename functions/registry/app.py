@@ -34,7 +34,7 @@ logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"meshanics"})
 tracer = Tracer()
 app = APIGatewayRestResolver(enable_validation=True)
-install_error_handlers(app, max_request_bytes=settings().limits.max_request_bytes)
+install_error_handlers(app, max_request_bytes=settings().limits.max_request_bytes, json_bodies_under="/v1/")
 registries = services.registries()
 # The pull facade (upstream client, S3 cache) is built on the first /v2 request, not at import.
 

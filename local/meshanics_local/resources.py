@@ -9,7 +9,8 @@ template's own properties (see `_complete`), and `verify` checks the result:
 * KMS keys: moto stores KeyPolicy as an object, which breaks DescribeKey; it is put again as JSON.
 * S3 buckets: moto ignores LifecycleConfiguration, PublicAccessBlockConfiguration,
   OwnershipControls and VersioningConfiguration.
-* AWS::S3::BucketPolicy: moto's CloudFormation has no such type; it is put with PutBucketPolicy.
+* AWS::S3::BucketPolicy: moto's CloudFormation has no such type; it is put with PutBucketPolicy,
+  minus TLS-only deny statements (the local emulation speaks plain HTTP on loopback).
 
 Everything else in the template (functions, roles, layers, event source mappings, the REST API,
 schedule rules, permissions) is played by the local stack itself and gets a synthetic physical id,
@@ -272,9 +273,25 @@ def _create_by_api(logical_id: str, definition: Mapping[str, Any], resolver: Res
     props = resolver.resolve(definition.get("Properties") or {})
     kind = definition["Type"]
     if kind == "AWS::S3::BucketPolicy":
-        client("s3", endpoint).put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"]))
+        policy = _local_policy(props["PolicyDocument"])
+        if policy["Statement"]:
+            client("s3", endpoint).put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(policy))
         return Resource(logical_id, kind, props["Bucket"], created_by="service API")
     raise TemplateError(f"{logical_id}: {kind} cannot be created locally")
+
+
+def _local_policy(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The bucket policy as applied locally: without its TLS-only deny, since the local emulation
+    speaks plain HTTP on loopback (on AWS the statement stays and every request is TLS)."""
+
+    def tls_only(statement: Mapping[str, Any]) -> bool:
+        condition = statement.get("Condition") or {}
+        return statement.get("Effect") == "Deny" and "aws:SecureTransport" in json.dumps(condition)
+
+    statements = document.get("Statement") or []
+    if isinstance(statements, Mapping):
+        statements = [statements]
+    return {**document, "Statement": [st for st in statements if not tls_only(st)]}
 
 
 def _true(value: Any) -> bool:

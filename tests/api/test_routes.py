@@ -891,7 +891,8 @@ def test_event_types_catalog(platform: Platform) -> None:
     assert catalog["next_cursor"] is None
     types = {t["type"]: t for t in catalog["items"]}
     for item in catalog["items"]:
-        assert set(item) == {"type", "family", "description", "data"}
+        assert set(item) == {"type", "family", "description", "data", "platform_only"}
+        assert item["platform_only"] == (item["family"] in {"webhooks", "registries", "test"})
         assert item["description"]
         for field in item["data"]:
             assert set(field) == {"name", "type", "required", "max_length", "description"}
@@ -1195,3 +1196,24 @@ def test_an_array_is_not_taken_for_the_object_it_contains(
         k: v for k, v in created.items() if k != "secret"
     }
     assert receiver.requests == []
+
+
+@pytest.mark.parametrize("reserved", ["webhook.created", "registry.approved", "test.ping"])
+def test_producers_cannot_write_platform_events(platform: Platform, reserved: str) -> None:
+    single = {"type": reserved, "subject": "s", "data": {}}
+    response = platform.api_as(TENANT, [EVENTS], "POST", "/v1/events", body=single)
+    assert_error(response, 400, "reserved_event_type", "type")
+    batch = {"events": [{"type": "rollout.created", "subject": "s", "data": {"rollout_id": "r"}}, single]}
+    response = platform.api_as(TENANT, [EVENTS], "POST", "/v1/events", body=batch)
+    assert_error(response, 400, "reserved_event_type", "events.1.type")
+
+
+def test_batch_errors_name_the_event(platform: Platform) -> None:
+    batch = {
+        "events": [
+            {"type": "rollout.created", "subject": "s", "data": {"rollout_id": "r"}},
+            {"type": "rollout.created", "subject": "s", "data": {"rollout_id": "r", "payload": "x"}},
+        ]
+    }
+    response = platform.api_as(TENANT, [EVENTS], "POST", "/v1/events", body=batch)
+    assert_error(response, 400, "invalid_request", "events.1.data.payload")

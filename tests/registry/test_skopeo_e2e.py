@@ -7,7 +7,6 @@ server mode; the upstream is the real distribution registry from `upstreams`. La
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -32,20 +31,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     state = tmp_path_factory.mktemp("registry-stack")
     overrides = {"InlineBlobMaxBytes": str(INLINE_MAX)}
     with LocalStack(api_port=0, aws_port=0, state_dir=state, parameter_overrides=overrides, pool_sizes={"*": 1}) as s:
-        _allow_plain_http_cache(s)
         yield s
-
-
-def _allow_plain_http_cache(stack: LocalStack) -> None:
-    """The template's TLS-only bucket policy denies every request to the local (plain http) S3."""
-    s3 = stack.client("s3")
-    bucket = stack.physical("ArtifactCacheBucket")
-    try:
-        policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
-    except s3.exceptions.ClientError:
-        return
-    if any("aws:SecureTransport" in json.dumps(s.get("Condition", {})) for s in policy.get("Statement", [])):
-        s3.delete_bucket_policy(Bucket=bucket)
 
 
 @pytest.fixture(scope="module")

@@ -108,7 +108,7 @@ def running_receiver(configure: Callable[[Receiver], None] | None = None) -> Ite
     receiver = Receiver()
     if configure:
         configure(receiver)
-    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
+    thread = threading.Thread(target=receiver.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     try:
         yield receiver

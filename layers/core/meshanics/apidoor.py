@@ -73,10 +73,13 @@ def _field(location: tuple[Any, ...] | list[Any]) -> str | None:
     return ".".join(parts) or None
 
 
-def install_error_handlers(app: APIGatewayRestResolver, *, max_request_bytes: int, json_bodies: bool = False) -> None:
+def install_error_handlers(
+    app: APIGatewayRestResolver, *, max_request_bytes: int, json_bodies_under: str | None = None
+) -> None:
     """Map every failure to `{"error": {"code", "message", "field"?}}` with the right status.
 
-    With `json_bodies`, every request body must be a JSON object (as all of the tenant API's are).
+    Under the path prefix `json_bodies_under`, every request body must be a JSON object (as all of
+    the tenant API's are).
     """
 
     def _domain(error: MeshanicsError) -> Response[Any]:
@@ -126,10 +129,11 @@ def install_error_handlers(app: APIGatewayRestResolver, *, max_request_bytes: in
         if isinstance(event, dict):
             if body_size(event) > max_request_bytes:
                 return proxy_error(413, "request_too_large", f"the request body exceeds {max_request_bytes} bytes")
-            refusal = json_body_refusal(event) if json_bodies else None
+            json_only = json_bodies_under is not None and str(event.get("path", "")).startswith(json_bodies_under)
+            refusal = json_body_refusal(event) if json_only else None
             if refusal is not None:
                 return refusal
-            if json_bodies:
+            if json_only:
                 _lower_content_type(event)  # media types are case-insensitive; Powertools compares as is
         return resolve(event, context)
 

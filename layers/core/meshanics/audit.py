@@ -17,7 +17,7 @@ from typing import Any
 
 from meshanics import catalog, dynamo
 from meshanics.envelope import AuditRecord
-from meshanics.errors import InvalidInput, LimitExceeded
+from meshanics.errors import InvalidInput, LimitExceeded, MeshanicsError
 from meshanics.ids import check_tenant
 
 MAX_SUBJECT = 256
@@ -104,7 +104,15 @@ class AuditLog:
             return []
         if len(events) > 100:
             raise LimitExceeded("at most 100 events per write", field="events")
-        cleaned = [validate(e, max_record_bytes=self._max_record_bytes) for e in events]
+        cleaned = []
+        for index, event in enumerate(events):
+            try:
+                cleaned.append(validate(event, max_record_bytes=self._max_record_bytes))
+            except MeshanicsError as error:
+                if len(events) > 1:  # name the event of a batch the error is about
+                    error.field = f"events.{index}.{error.field or ''}".rstrip(".")
+                    error.message = f"events[{index}]: {error.message}"
+                raise
         last = self._allocate(tenant_id, len(events))
         first = last - len(events) + 1
         now = datetime.now(UTC)

@@ -8,7 +8,7 @@ hold artifact or payload bytes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from meshanics.errors import InvalidInput
@@ -71,6 +71,9 @@ class EventType:
     fields: tuple[FieldSpec, ...] = field(default_factory=tuple)
     # Directed types go to one named endpoint (test deliveries), never through subscriptions.
     subscribable: bool = True
+    # Written only by the platform about itself (integrations management, integrity findings):
+    # tenants' producers cannot write them, so a receiver can trust their origin.
+    platform_only: bool = False
 
     @property
     def field_names(self) -> frozenset[str]:
@@ -82,6 +85,7 @@ class EventType:
             "family": self.family,
             "description": self.description,
             "data": [f.describe() for f in self.fields],
+            "platform_only": self.platform_only,
         }
 
 
@@ -315,6 +319,8 @@ _TYPES: tuple[EventType, ...] = (
     ),
 )
 
+_PLATFORM_FAMILIES = frozenset({"registries", "webhooks", "test"})
+_TYPES = tuple(replace(t, platform_only=t.family in _PLATFORM_FAMILIES) for t in _TYPES)
 CATALOG: Mapping[str, EventType] = {t.name: t for t in _TYPES}
 
 
@@ -326,6 +332,19 @@ def event_type(name: str) -> EventType:
         raise InvalidInput(
             f"unknown event type {name!r}; see GET /v1/event-types for the catalog", field="type"
         ) from None
+
+
+def writable_by_tenants(type_name: str) -> EventType:
+    """The declared type if a tenant's producer may write it, else a clear error."""
+    declared = event_type(type_name)
+    if declared.platform_only:
+        raise InvalidInput(
+            f"{type_name} is written only by the platform itself; producers may write the "
+            "rollouts, devices, artifacts and vulnerabilities families",
+            code="reserved_event_type",
+            field="type",
+        )
+    return declared
 
 
 def validate_data(type_name: str, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -386,7 +386,7 @@ class DeliveryStore:
                 kwargs["ExpressionAttributeValues"][":type"] = dynamo.to_value(event_type)
         if conditions:
             kwargs["FilterExpression"] = " AND ".join(conditions)
-        start = dynamo.decode_cursor(cursor, partition=partition)
+        start = dynamo.decode_cursor(cursor, partition=partition, sort_prefix="D#")
         if start:
             kwargs["ExclusiveStartKey"] = start
         found: list[Delivery] = []

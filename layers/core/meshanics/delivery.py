@@ -184,24 +184,33 @@ class Deliverer:
         # One bounded pool per container: a batch's POSTs run concurrently over kept-alive connections.
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver")
 
-    def deliver_batch(self, queued: Sequence[QueuedJob]) -> list[Outcome]:
+    def deliver_batch(self, queued: Sequence[QueuedJob]) -> list[Outcome | None]:
         """Attempt every job of an SQS batch concurrently, record each attempt, schedule retries.
 
         AWS calls for a batch of n: one BatchGetItem for the endpoints, n UpdateItems (each made as
         soon as its POST returns, overlapping the others), and one ChangeMessageVisibilityBatch if
-        anything must be retried.
+        anything must be retried. A job whose attempt could not be recorded (a storage error) gives
+        None: it stays queued and comes back after the queue's visibility timeout, alone.
         """
         endpoints = self._endpoints.get_many((q.job.tenant_id, q.job.endpoint_id) for q in queued)
 
-        def attempt(q: QueuedJob) -> Outcome:
+        def attempt(q: QueuedJob) -> Outcome | None:
             endpoint = endpoints.get((q.job.tenant_id, q.job.endpoint_id))
             number = q.job.attempt_base + q.receive_count
-            outcome = self.attempt(q.job, endpoint, number=number, receive_count=q.receive_count)
-            self._deliveries.record_attempt(outcome.result)
+            try:
+                outcome = self.attempt(q.job, endpoint, number=number, receive_count=q.receive_count)
+                self._deliveries.record_attempt(outcome.result)
+            except Exception:
+                log.exception("delivery %s could not be recorded; it will be retried", q.job.delivery_id)
+                return None
             return outcome
 
         outcomes = list(self._pool.map(attempt, queued))
-        hidden = [(q.receipt_handle, o.retry_in or 0) for q, o in zip(queued, outcomes, strict=True) if not o.settled]
+        hidden = [
+            (q.receipt_handle, o.retry_in or 0)
+            for q, o in zip(queued, outcomes, strict=True)
+            if o is not None and not o.settled
+        ]
         if hidden:
             assert self._queue is not None
             self._queue.postpone(hidden)
@@ -231,15 +240,22 @@ class Deliverer:
             attempt = Attempt(number, now_iso(self._clock()), "failed", None, 0, reason)
             return Outcome(AttemptResult(job, attempt, "failed"), settled=True)
         body = job.body.encode("utf-8")
-        headers = signing.signed_headers(
-            body=body,
-            event_type=job.event_type,
-            idempotency_key=job.idempotency_key,
-            spec_version=SPEC_VERSION,
-            secrets=self._secrets(endpoint),
-            timestamp=int(self._clock()),
-        )
-        result = self._send(endpoint.url, body, headers, allow_private_network=endpoint.allow_private_network)
+        try:
+            secrets = self._secrets(endpoint)
+        except Exception:
+            # KMS unavailable or a sealed value that does not open: a failed attempt, retried later.
+            log.exception("could not unseal the signing secret of %s", endpoint.id)
+            result = SendResult(False, None, 0, "could not unseal the signing secret; nothing was sent")
+        else:
+            headers = signing.signed_headers(
+                body=body,
+                event_type=job.event_type,
+                idempotency_key=job.idempotency_key,
+                spec_version=SPEC_VERSION,
+                secrets=secrets,
+                timestamp=int(self._clock()),
+            )
+            result = self._send(endpoint.url, body, headers, allow_private_network=endpoint.allow_private_network)
         at = now_iso(self._clock())
         if result.ok:
             attempt = Attempt(number, at, "delivered", result.status_code, result.duration_ms, None)

@@ -88,19 +88,22 @@ def encode_cursor(last_key: Mapping[str, Any] | None) -> str | None:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, *, partition: str) -> dict[str, Any] | None:
-    """An ExclusiveStartKey from a cursor, accepted only if it points into `partition`."""
+def decode_cursor(cursor: str | None, *, partition: str, sort_prefix: str) -> dict[str, Any] | None:
+    """An ExclusiveStartKey from a cursor, accepted only if it is one this listing handed out: a
+    base table key inside `partition` whose sort key starts with `sort_prefix`."""
     if not cursor:
         return None
+    invalid = InvalidInput("cursor is not valid", code="invalid_cursor", field="cursor")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput("cursor is not valid", code="invalid_cursor", field="cursor") from None
-    if not isinstance(values, dict) or values.get("pk") != partition:
-        raise InvalidInput("cursor is not valid", code="invalid_cursor", field="cursor")
-    if not all(isinstance(v, (str, int)) for v in values.values()):
-        raise InvalidInput("cursor is not valid", code="invalid_cursor", field="cursor")
+        raise invalid from None
+    if not isinstance(values, dict) or set(values) != {"pk", "sk"} or values["pk"] != partition:
+        raise invalid
+    sort_key = values["sk"]
+    if not isinstance(sort_key, str) or not sort_key.startswith(sort_prefix) or len(sort_key) > 1024:
+        raise invalid
     return to_item(values)
 
 

@@ -167,7 +167,7 @@ class EndpointStore:
             "ExpressionAttributeValues": dynamo.to_item({":pk": partition, ":ep": "EP#"}),
             "Limit": limit,
         }
-        start = dynamo.decode_cursor(cursor, partition=partition)
+        start = dynamo.decode_cursor(cursor, partition=partition, sort_prefix="EP#")
         if start:
             kwargs["ExclusiveStartKey"] = start
         response = self._client().query(**kwargs)

@@ -101,6 +101,46 @@ def deliverer() -> Deliverer:
     )
 
 
+# -- registry pull-through ------------------------------------------------------------------------
+if TYPE_CHECKING:
+    from meshanics.registry.connections import RegistryService
+    from meshanics.registry.facade import PullFacade
+
+
+@cache
+def registries() -> RegistryService:
+    from meshanics.registry.connections import RegistryService, RegistryStore
+
+    s = settings()
+    return RegistryService(
+        store=RegistryStore(dynamodb, s.integrations_table),
+        audit=audit_log(),
+        sealer=sealer(),
+        max_registries=s.limits.max_registries,
+    )
+
+
+@cache
+def pull_facade() -> PullFacade:
+    from meshanics.registry.cache import ArtifactCache, FillLeases
+    from meshanics.registry.facade import PullFacade
+    from meshanics.registry.pulls import PullRecords
+    from meshanics.registry.settings import PullSettings
+    from meshanics.registry.upstream import UpstreamClient
+
+    s = settings()
+    pull = PullSettings.from_env(s.env)
+    return PullFacade(
+        registries=registries(),
+        records=PullRecords(dynamodb, s.integrations_table, retention_days=pull.cache_expiry_days),
+        cache=ArtifactCache(s.artifact_bucket, presign_ttl=pull.presigned_url_ttl),
+        leases=FillLeases(dynamodb, s.integrations_table),
+        upstream=UpstreamClient(connect_timeout=pull.connect_timeout, read_timeout=pull.read_timeout),
+        audit=audit_log(),
+        settings=pull,
+    )
+
+
 def reset() -> None:
     """Forget every cached service and client (tests re-point the environment between cases)."""
     for factory in (
@@ -113,6 +153,8 @@ def reset() -> None:
         dead_letters,
         sealer,
         deliverer,
+        registries,
+        pull_facade,
     ):
         factory.cache_clear()
     settings.cache_clear()
@@ -151,44 +193,4 @@ def replayer() -> Replayer:
         endpoints=endpoint_store(),
         queue=delivery_queue(),
         dead_letters=dead_letters(),
-    )
-
-
-# -- registry pull-through ------------------------------------------------------------------------
-if TYPE_CHECKING:
-    from meshanics.registry.connections import RegistryService
-    from meshanics.registry.facade import PullFacade
-
-
-@cache
-def registries() -> RegistryService:
-    from meshanics.registry.connections import RegistryService, RegistryStore
-
-    s = settings()
-    return RegistryService(
-        store=RegistryStore(dynamodb, s.integrations_table),
-        audit=audit_log(),
-        sealer=sealer(),
-        max_registries=s.limits.max_registries,
-    )
-
-
-@cache
-def pull_facade() -> PullFacade:
-    from meshanics.registry.cache import ArtifactCache, FillLeases
-    from meshanics.registry.facade import PullFacade
-    from meshanics.registry.pulls import PullRecords
-    from meshanics.registry.settings import PullSettings
-    from meshanics.registry.upstream import UpstreamClient
-
-    s = settings()
-    pull = PullSettings.from_env(s.env)
-    return PullFacade(
-        registries=registries(),
-        records=PullRecords(dynamodb, s.integrations_table, retention_days=pull.cache_expiry_days),
-        cache=ArtifactCache(s.artifact_bucket, presign_ttl=pull.presigned_url_ttl),
-        leases=FillLeases(dynamodb, s.integrations_table),
-        upstream=UpstreamClient(connect_timeout=pull.connect_timeout, read_timeout=pull.read_timeout),
-        audit=audit_log(),
-        settings=pull,
     )

@@ -221,7 +221,7 @@ class RegistryStore:
             "ExpressionAttributeValues": dynamo.to_item({":pk": partition, ":reg": "REG#"}),
             "Limit": limit,
         }
-        start = dynamo.decode_cursor(cursor, partition=partition)
+        start = dynamo.decode_cursor(cursor, partition=partition, sort_prefix="REG#")
         if start:
             kwargs["ExclusiveStartKey"] = start
         response = self._client().query(**kwargs)
