@@ -251,6 +251,9 @@ class ApiFront:
 class _Handler(BaseHTTPRequestHandler):
     front: ApiFront
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without TCP_NODELAY a kept-alive client waits
+    # out its delayed ACK (about 40 ms) on every response.
+    disable_nagle_algorithm = True
     server_version = "meshanics-local"
     sys_version = ""
 

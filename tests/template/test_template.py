@@ -241,6 +241,7 @@ def test_the_fanout_stream_mapping(template: Template) -> None:
     assert [json.loads(f["Pattern"]) for f in props["FilterCriteria"]["Filters"]] == [{"eventName": ["INSERT"]}]
     assert "ReportBatchItemFailures" in props["FunctionResponseTypes"]
     assert props["BisectBatchOnFunctionError"] is True
+    assert props["ParallelizationFactor"] == 1  # fan-out creates each delivery record once per shard
     assert 0 <= int(props["MaximumRetryAttempts"]) <= 100
     assert int(props["MaximumRecordAgeInSeconds"]) > 0
     destination = props["DestinationConfig"]["OnFailure"]["Destination"]

@@ -130,31 +130,31 @@ class AuditLog:
             )
             for i, (event, data) in enumerate(zip(events, cleaned, strict=True))
         ]
-        self._client().transact_write_items(
-            TransactItems=[
-                {
-                    "Put": {
-                        "TableName": self._audit_table,
-                        "Item": dynamo.to_item(
-                            {
-                                "tenant_id": r.tenant_id,
-                                "sequence": r.sequence,
-                                "event_id": r.event_id,
-                                "type": r.type,
-                                "occurred_at": r.occurred_at,
-                                "recorded_at": rfc3339(now),
-                                "subject": r.subject,
-                                "actor": r.actor,
-                                "data": dict(r.data),
-                                "expires_at": expires,
-                            }
-                        ),
-                        "ConditionExpression": "attribute_not_exists(tenant_id)",
+        puts = [
+            {
+                "TableName": self._audit_table,
+                "Item": dynamo.to_item(
+                    {
+                        "tenant_id": r.tenant_id,
+                        "sequence": r.sequence,
+                        "event_id": r.event_id,
+                        "type": r.type,
+                        "occurred_at": r.occurred_at,
+                        "recorded_at": rfc3339(now),
+                        "subject": r.subject,
+                        "actor": r.actor,
+                        "data": dict(r.data),
+                        "expires_at": expires,
                     }
-                }
-                for r in records
-            ]
-        )
+                ),
+                "ConditionExpression": "attribute_not_exists(tenant_id)",
+            }
+            for r in records
+        ]
+        if len(puts) == 1:
+            self._client().put_item(**puts[0])
+        else:  # a batch is written all or nothing
+            self._client().transact_write_items(TransactItems=[{"Put": put} for put in puts])
         return records
 
     def _allocate(self, tenant_id: str, count: int) -> int:

@@ -228,36 +228,53 @@ class DeliveryStore:
         )
 
     def create_pending(self, jobs: Sequence[DeliveryJob]) -> list[DeliveryJob]:
-        """Create records for up to 100 jobs in one transaction; return those that were new.
+        """Create records for the jobs that have none yet; return those (the ones to enqueue).
 
-        A job whose record already exists (a redelivered stream record) is left out, so it is
-        not enqueued a second time.
+        A job whose record already exists (a redelivered stream record) is left out, so it is not
+        enqueued a second time. Existing records are looked up first (BatchGetItem, 100 keys a
+        call) and the new ones written in batches of 25: a check then a write is safe here because
+        the records of a stream shard are fanned out by one invocation at a time (the mapping's
+        ParallelizationFactor is 1), so no other writer creates the same record in between.
         """
-        remaining = list(jobs)
+        if not jobs:
+            return []
+        existing = self._existing([self._key(j.tenant_id, j.endpoint_id, j.sequence) for j in jobs])
+        new = [
+            j
+            for j in jobs
+            if (dynamo.deliveries_pk(j.tenant_id, j.endpoint_id), dynamo.delivery_sk(j.sequence)) not in existing
+        ]
         now = time.time()
-        while remaining:
-            items = [
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": self._new_item(job, now),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                }
-                for job in remaining
-            ]
-            try:
-                self._client().transact_write_items(TransactItems=items)
-                return remaining
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "TransactionCanceledException":
-                    raise
-                reasons = error.response.get("CancellationReasons") or []
-                duplicate = {i for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"}
-                if not duplicate:
-                    raise
-                remaining = [job for i, job in enumerate(remaining) if i not in duplicate]
-        return []
+        for chunk in dynamo.chunks(new, 25):
+            request: dict[str, Any] = {
+                self._table: [{"PutRequest": {"Item": self._new_item(job, now)}} for job in chunk]
+            }
+            for pause in (0.0, 0.05, 0.1, 0.2, 0.4, 0.8):
+                time.sleep(pause)
+                request = self._client().batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+                if not request:
+                    break
+            else:
+                raise RuntimeError("DynamoDB left delivery records unprocessed after retries")
+        return new
+
+    def _existing(self, keys: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        for chunk in dynamo.chunks(keys, 100):
+            request: dict[str, Any] = {
+                self._table: {"Keys": list(chunk), "ProjectionExpression": "pk, sk", "ConsistentRead": True}
+            }
+            for pause in (0.0, 0.05, 0.1, 0.2, 0.4, 0.8):
+                time.sleep(pause)
+                response = self._client().batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    found.add((item["pk"]["S"], item["sk"]["S"]))
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise RuntimeError("DynamoDB left delivery lookups unprocessed after retries")
+        return found
 
     def delete_unsent(self, job: DeliveryJob) -> None:
         """Undo a record whose job could not be enqueued (so a retried fan-out recreates both)."""

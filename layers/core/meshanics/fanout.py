@@ -70,9 +70,9 @@ class FanOut:
     def commit(self, planned: Mapping[str, Sequence[DeliveryJob]]) -> FanOutReport:
         """Create records then enqueue jobs for every planned item; report the items that failed.
 
-        A job whose record already existed is not enqueued again. A job that could not be enqueued
-        has its record removed, so retrying the item recreates both; if even that fails, the
-        record stays pending-unsent and the replay sweeper enqueues it.
+        A job whose record already existed (a redelivered stream record) is not enqueued again. A
+        job that could not be enqueued has its record removed, so retrying the item recreates
+        both; if even that fails, the record stays pending-unsent and the replay sweeper enqueues it.
         """
         report = FanOutReport()
         owner = {(job.tenant_id, job.endpoint_id, job.sequence): item for item, jobs in planned.items() for job in jobs}
