@@ -37,7 +37,7 @@ from models import (
 )
 
 from meshanics import __version__, catalog, services
-from meshanics.apidoor import caller, install_error_handlers
+from meshanics.apidoor import RouteScopes, caller, install_error_handlers
 from meshanics.audit import EventInput
 from meshanics.config import settings
 from meshanics.errors import MeshanicsError
@@ -65,11 +65,33 @@ class Resolver(APIGatewayRestResolver):
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"meshanics"})
 app = Resolver(enable_validation=True)
-install_error_handlers(app, max_request_bytes=settings().limits.max_request_bytes, json_bodies_under="/v1/")
 webhooks = services.webhooks()
 
 READ = "integrations:read"
 ADMIN = "integrations:admin"
+EVENTS = "events:write"
+
+# The scope each route needs: checked before the body is validated, and by `caller` in the route.
+ROUTES = RouteScopes(
+    {
+        ("POST", "/v1/webhooks"): (ADMIN,),
+        ("GET", "/v1/webhooks"): (READ,),
+        ("GET", "/v1/webhooks/{id}"): (READ,),
+        ("PATCH", "/v1/webhooks/{id}"): (ADMIN,),
+        ("DELETE", "/v1/webhooks/{id}"): (ADMIN,),
+        ("POST", "/v1/webhooks/{id}/rotate-secret"): (ADMIN,),
+        ("POST", "/v1/webhooks/{id}/test"): (ADMIN,),
+        ("GET", "/v1/webhooks/{id}/deliveries"): (READ,),
+        ("POST", "/v1/webhooks/{id}/replay"): (ADMIN,),
+        ("GET", "/v1/deliveries/{id}"): (READ,),
+        ("POST", "/v1/deliveries/{id}/replay"): (ADMIN,),
+        ("GET", "/v1/event-types"): (READ,),
+        ("POST", "/v1/events"): (EVENTS,),
+    }
+)
+install_error_handlers(
+    app, max_request_bytes=settings().limits.max_request_bytes, json_bodies_under="/v1/", routes=ROUTES
+)
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size")]
 Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of the previous page")]
 
@@ -105,7 +127,7 @@ def documented(status: int, *errors: int, description: str = "Successful Respons
     responses=documented(201, 400, 409, 413, 415, 422),
 )
 def create_webhook(body: Annotated[WebhookCreate, Body()]) -> WebhookWithSecret:
-    who = caller(app).require(ADMIN)
+    who = caller(app, ROUTES)
     endpoint, secret = webhooks.create(
         who.tenant_id,
         who.actor,
@@ -120,14 +142,14 @@ def create_webhook(body: Annotated[WebhookCreate, Body()]) -> WebhookWithSecret:
 
 @app.get("/v1/webhooks", tags=["webhooks"], summary="List endpoints", responses=documented(200, 400))
 def list_webhooks(limit: Limit = 20, cursor: Cursor = None) -> WebhookPage:
-    who = caller(app).require(READ)
+    who = caller(app, ROUTES)
     items, next_cursor = webhooks.page(who.tenant_id, limit=limit, cursor=cursor)
     return WebhookPage(items=[Webhook(**e.public()) for e in items], next_cursor=next_cursor)
 
 
 @app.get("/v1/webhooks/<webhook_id>", tags=["webhooks"], summary="Get an endpoint", responses=documented(200, 404))
 def get_webhook(webhook_id: str) -> Webhook:
-    who = caller(app).require(READ)
+    who = caller(app, ROUTES)
     return Webhook(**webhooks.get(who.tenant_id, webhook_id).public())
 
 
@@ -138,7 +160,7 @@ def get_webhook(webhook_id: str) -> Webhook:
     responses=documented(200, 400, 404, 409, 413, 415),
 )
 def update_webhook(webhook_id: str, body: Annotated[WebhookUpdate, Body()]) -> Webhook:
-    who = caller(app).require(ADMIN)
+    who = caller(app, ROUTES)
     # Absent or null: unchanged (a null must not reach the core as a value, e.g. enabled=None).
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     return Webhook(**webhooks.update(who.tenant_id, who.actor, webhook_id, changes).public())
@@ -152,7 +174,7 @@ def update_webhook(webhook_id: str, body: Annotated[WebhookUpdate, Body()]) -> W
     responses=documented(204, 404, description="Removed"),
 )
 def delete_webhook(webhook_id: str) -> Response[None]:
-    who = caller(app).require(ADMIN)
+    who = caller(app, ROUTES)
     webhooks.delete(who.tenant_id, who.actor, webhook_id)
     return Response(status_code=204)
 
@@ -164,7 +186,7 @@ def delete_webhook(webhook_id: str) -> Response[None]:
     responses=documented(200, 400, 404, 409, 413, 415),
 )
 def rotate_secret(webhook_id: str, body: Annotated[RotateSecret | None, Body()] = None) -> WebhookWithSecret:
-    who = caller(app).require(ADMIN)
+    who = caller(app, ROUTES)
     overlap = body.overlap_seconds if body else None
     endpoint, secret = webhooks.rotate_secret(who.tenant_id, who.actor, webhook_id, overlap_seconds=overlap)
     return WebhookWithSecret(**endpoint.public(), secret=secret)
@@ -177,7 +199,7 @@ def rotate_secret(webhook_id: str, body: Annotated[RotateSecret | None, Body()] 
     responses=documented(200, 400, 404, 413, 415),
 )
 def test_webhook(webhook_id: str, body: Annotated[TestDelivery | None, Body()] = None) -> TestResult:
-    who = caller(app).require(ADMIN)
+    who = caller(app, ROUTES)
     result = webhooks.test(who.tenant_id, who.actor, webhook_id, message=body.message if body else "")
     return TestResult(**result.public())
 
@@ -196,7 +218,7 @@ def list_deliveries(
     status: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
     event_type: Annotated[str | None, Query(max_length=128)] = None,
 ) -> DeliveryPage:
-    who = caller(app).require(READ)
+    who = caller(app, ROUTES)
     items, next_cursor = webhooks.deliveries(
         who.tenant_id, webhook_id, limit=limit, cursor=cursor, status=status, event_type=event_type
     )
@@ -211,7 +233,7 @@ def list_deliveries(
     responses=documented(202, 400, 404, 409, 413, 415),
 )
 def replay_failed(webhook_id: str, body: Annotated[ReplayFailed | None, Body()] = None) -> DeliveryPage:
-    who = caller(app).require(ADMIN)
+    who = caller(app, ROUTES)
     request = body or ReplayFailed()
     # Same form as the stored created_at (UTC, milliseconds, "Z"); years stay four digits.
     since = request.since.isoformat(timespec="milliseconds").replace("+00:00", "Z") if request.since else None
@@ -226,7 +248,7 @@ def replay_failed(webhook_id: str, body: Annotated[ReplayFailed | None, Body()] 
     responses=documented(200, 404),
 )
 def get_delivery(delivery_id: str) -> DeliveryDetail:
-    who = caller(app).require(READ)
+    who = caller(app, ROUTES)
     return DeliveryDetail(**webhooks.delivery(who.tenant_id, delivery_id).public(detail=True))
 
 
@@ -238,7 +260,7 @@ def get_delivery(delivery_id: str) -> DeliveryDetail:
     responses=documented(202, 404, 409),
 )
 def replay_delivery(delivery_id: str) -> DeliveryDetail:
-    who = caller(app).require(ADMIN)
+    who = caller(app, ROUTES)
     return DeliveryDetail(**webhooks.replay(who.tenant_id, who.actor, delivery_id).public(detail=True))
 
 
@@ -250,7 +272,7 @@ def replay_delivery(delivery_id: str) -> DeliveryDetail:
     responses=documented(200),
 )
 def event_types() -> EventTypePage:
-    caller(app).require(READ)
+    caller(app, ROUTES)
     described = catalog.describe()
     items = [t for family in described["families"] for t in family["types"]]
     families = [
@@ -268,7 +290,7 @@ def event_types() -> EventTypePage:
     responses=documented(201, 400, 413, 415, 422),
 )
 def write_events(body: Annotated[EventBody, Body()]) -> EventWrittenPage:
-    who = caller(app).require("events:write")
+    who = caller(app, ROUTES)
     given = body.events if isinstance(body, EventBatch) else [body]
     for index, event in enumerate(given):
         try:

@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from models import CredentialsUpdate, Registry, RegistryCreate, RegistryPage
 
 from meshanics import services
-from meshanics.apidoor import Caller, caller, error_response, install_error_handlers
+from meshanics.apidoor import Caller, RouteScopes, caller, error_response, install_error_handlers
 from meshanics.config import settings
 from meshanics.errors import MeshanicsError, Unauthenticated
 from meshanics.registry import oci
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"meshanics"})
 app = APIGatewayRestResolver(enable_validation=True)
-install_error_handlers(app, max_request_bytes=settings().limits.max_request_bytes, json_bodies_under="/v1/")
 registries = services.registries()
 # The pull facade (upstream client, S3 cache) is built on the first /v2 request, not at import.
 
@@ -48,11 +47,21 @@ DEADLINE_MARGIN = 2.0
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size")]
 Cursor = Annotated[str | None, Query(max_length=2048, description="next_cursor of the previous page")]
 
-
-def _reader() -> Caller:
-    """Reading connections takes integrations:read; an operator may read what it manages."""
-    who = caller(app)
-    return who if OPERATOR in who.scopes else who.require(READ)
+# The scope each /v1 route needs (an operator may read what it manages); /v2 checks artifacts:pull
+# itself and answers in the distribution API's error format.
+ROUTES = RouteScopes(
+    {
+        ("POST", "/v1/registries"): (OPERATOR,),
+        ("GET", "/v1/registries"): (READ, OPERATOR),
+        ("GET", "/v1/registries/{id}"): (READ, OPERATOR),
+        ("POST", "/v1/registries/{id}/approve"): (OPERATOR,),
+        ("PUT", "/v1/registries/{id}/credentials"): (OPERATOR,),
+        ("DELETE", "/v1/registries/{id}"): (OPERATOR,),
+    }
+)
+install_error_handlers(
+    app, max_request_bytes=settings().limits.max_request_bytes, json_bodies_under="/v1/", routes=ROUTES
+)
 
 
 def _credentials(body: RegistryCreate | CredentialsUpdate) -> Credentials:
@@ -65,7 +74,7 @@ def _credentials(body: RegistryCreate | CredentialsUpdate) -> Credentials:
 # -- registry connections -----------------------------------------------------------------------
 @app.post("/v1/registries", status_code=201, tags=["registries"], summary="Connect an upstream (pending approval)")
 def connect_registry(body: Annotated[RegistryCreate, Body()]) -> Registry:
-    who = caller(app).require(OPERATOR)
+    who = caller(app, ROUTES)
     connection = registries.connect(
         who.tenant_id,
         who.actor,
@@ -79,33 +88,33 @@ def connect_registry(body: Annotated[RegistryCreate, Body()]) -> Registry:
 
 @app.get("/v1/registries", tags=["registries"], summary="List registry connections")
 def list_registries(limit: Limit = 20, cursor: Cursor = None) -> RegistryPage:
-    who = _reader()
+    who = caller(app, ROUTES)
     items, next_cursor = registries.page(who.tenant_id, limit=limit, cursor=cursor)
     return RegistryPage(items=[Registry(**c.public()) for c in items], next_cursor=next_cursor)
 
 
 @app.get("/v1/registries/<registry_id>", tags=["registries"], summary="Get a registry connection")
 def get_registry(registry_id: str) -> Registry:
-    who = _reader()
+    who = caller(app, ROUTES)
     return Registry(**registries.get(who.tenant_id, registry_id).public())
 
 
 @app.post("/v1/registries/<registry_id>/approve", tags=["registries"], summary="Approve a pending connection")
 def approve_registry(registry_id: str) -> Registry:
-    who = caller(app).require(OPERATOR)
+    who = caller(app, ROUTES)
     return Registry(**registries.approve(who.tenant_id, who.actor, registry_id).public())
 
 
 @app.put("/v1/registries/<registry_id>/credentials", tags=["registries"], summary="Replace the upstream credentials")
 def update_credentials(registry_id: str, body: Annotated[CredentialsUpdate, Body()]) -> Registry:
-    who = caller(app).require(OPERATOR)
+    who = caller(app, ROUTES)
     updated = registries.update_credentials(who.tenant_id, who.actor, registry_id, _credentials(body))
     return Registry(**updated.public())
 
 
 @app.delete("/v1/registries/<registry_id>", status_code=204, tags=["registries"], summary="Remove a connection")
 def remove_registry(registry_id: str) -> Response[None]:
-    who = caller(app).require(OPERATOR)
+    who = caller(app, ROUTES)
     registries.remove(who.tenant_id, who.actor, registry_id)
     return Response(status_code=204)
 

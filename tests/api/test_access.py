@@ -356,3 +356,19 @@ def test_the_documented_api_has_no_tenant_parameter(platform: Platform) -> None:
     for schema in spec["components"]["schemas"].values():
         names += list(schema.get("properties", {}))
     assert names and not [n for n in names if re.search("tenant", n, re.IGNORECASE)]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/webhooks", {"nonsense": True}),
+        ("POST", "/v1/events", {"type": 5}),
+        ("PATCH", "/v1/webhooks/ep_" + "1" * 24, {"url": 12}),
+    ],
+)
+def test_a_missing_scope_is_refused_before_the_body_is_validated(
+    platform: Platform, method: str, path: str, body: dict[str, object]
+) -> None:
+    key = platform.key(TENANT, [READ])
+    response = platform.api(method, path, key=key, body=body)
+    assert response.status == 403 and response.json["error"]["code"] == "missing_scope"

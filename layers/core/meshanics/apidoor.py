@@ -9,6 +9,8 @@ import base64
 import binascii
 import json
 import logging
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,17 +45,62 @@ class Caller:
         raise Forbidden(f"this API key lacks the {scope} scope", code="missing_scope")
 
 
+def permits(scopes: frozenset[str], accepted: tuple[str, ...]) -> bool:
+    """True if the key holds one of the accepted scopes (or a scope that implies one)."""
+    return any(a in scopes or any(s in scopes for s in IMPLIED.get(a, ())) for a in accepted)
+
+
+class RouteScopes:
+    """The scope each route needs, declared once per function: `{("POST", "/v1/webhooks"): (ADMIN,)}`
+    with `{name}` for a path segment. Checked before the request body is validated (a key without
+    the scope learns nothing from validation errors) and again by `caller` inside the route."""
+
+    def __init__(self, table: Mapping[tuple[str, str], tuple[str, ...]]) -> None:
+        self._rules = [
+            (method, re.compile("^" + re.sub(r"\\{[^/]+\\}", "[^/]+", re.escape(path)) + "/?$"), accepted)
+            for (method, path), accepted in table.items()
+        ]
+
+    def accepted(self, method: str, path: str) -> tuple[str, ...] | None:
+        """The scopes that open this route (any one), or None if the table has no such route."""
+        for rule_method, pattern, accepted in self._rules:
+            if rule_method == method and pattern.match(path):
+                return accepted
+        return None
+
+    def refusal(self, method: str, path: str, scopes: frozenset[str]) -> Forbidden | None:
+        accepted = self.accepted(method, path)
+        if accepted is None or permits(scopes, accepted):
+            return None
+        return Forbidden(f"this API key lacks the {' or '.join(accepted)} scope", code="missing_scope")
+
+
 class _Resolver(Protocol):
     current_event: Any
 
 
-def caller(app: _Resolver) -> Caller:
-    """The authenticated caller; the tenant comes only from the authorizer, never from the request."""
-    context = app.current_event.request_context.authorizer.get_context() or {}
+def _scopes(context: Mapping[str, Any]) -> frozenset[str]:
+    return frozenset(str(context.get("scopes", "")).split())
+
+
+def caller(app: _Resolver, routes: RouteScopes | None = None) -> Caller:
+    """The authenticated caller, holding the scope the current route needs (per `routes`).
+
+    The tenant comes only from the authorizer, never from the request.
+    """
+    event = app.current_event
+    context = event.request_context.authorizer.get_context() or {}
     tenant = context.get("tenant_id")
     if not tenant:
         raise Unauthenticated("a valid API key is required")
-    return Caller(tenant, str(context.get("key_id", "")), frozenset(str(context.get("scopes", "")).split()))
+    who = Caller(tenant, str(context.get("key_id", "")), _scopes(context))
+    if routes is not None:
+        if routes.accepted(event.http_method, event.path) is None:
+            raise Forbidden("this route declares no scope", code="missing_scope")  # fail closed
+        refusal = routes.refusal(event.http_method, event.path, who.scopes)
+        if refusal is not None:
+            raise refusal
+    return who
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None) -> Response[Any]:
@@ -74,7 +121,11 @@ def _field(location: tuple[Any, ...] | list[Any]) -> str | None:
 
 
 def install_error_handlers(
-    app: APIGatewayRestResolver, *, max_request_bytes: int, json_bodies_under: str | None = None
+    app: APIGatewayRestResolver,
+    *,
+    max_request_bytes: int,
+    json_bodies_under: str | None = None,
+    routes: RouteScopes | None = None,
 ) -> None:
     """Map every failure to `{"error": {"code", "message", "field"?}}` with the right status.
 
@@ -127,6 +178,11 @@ def install_error_handlers(
 
     def guarded_resolve(event: Any, context: Any) -> dict[str, Any]:
         if isinstance(event, dict):
+            authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+            if routes is not None and authorizer.get("tenant_id"):
+                forbidden = routes.refusal(str(event.get("httpMethod")), str(event.get("path")), _scopes(authorizer))
+                if forbidden is not None:
+                    return proxy_error(forbidden.status, forbidden.code, forbidden.message)
             if body_size(event) > max_request_bytes:
                 return proxy_error(413, "request_too_large", f"the request body exceeds {max_request_bytes} bytes")
             json_only = json_bodies_under is not None and str(event.get("path", "")).startswith(json_bodies_under)
