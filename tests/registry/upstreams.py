@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from meshanics.registry import oci
+from meshanics_local import sample_image
+from meshanics_local.sample_image import Pushed
 
 REGISTRY_BINARY = "docker-registry"
 USER = "puller"
@@ -224,76 +226,17 @@ class TokenServer:
 
 
 # -- pushing artifacts ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Pushed:
-    repository: str
-    digest: str
-    media_type: str
-    body: bytes
-    blobs: dict[str, bytes]  # digest -> bytes (config and layers)
-
-
 def push_blob(base: str, repository: str, data: bytes, auth: str = basic()) -> str:
-    digest = oci.sha256_digest(data)
-    started = http.request("POST", f"{base}/v2/{repository}/blobs/uploads/", headers={"Authorization": auth})
-    assert started.status == 202, (started.status, started.data)
-    location = started.headers["Location"]
-    if location.startswith("/"):
-        location = base + location
-    sep = "&" if "?" in location else "?"
-    done = http.request(
-        "PUT",
-        f"{location}{sep}digest={digest}",
-        body=data,
-        headers={"Authorization": auth, "Content-Type": "application/octet-stream"},
-    )
-    assert done.status == 201, (done.status, done.data)
-    return digest
+    return sample_image.push_blob(base, repository, data, auth)
 
 
 def push_manifest(base: str, repository: str, body: bytes, media_type: str, auth: str = basic()) -> str:
-    digest = oci.sha256_digest(body)
-    done = http.request(
-        "PUT",
-        f"{base}/v2/{repository}/manifests/{digest}",
-        body=body,
-        headers={"Authorization": auth, "Content-Type": media_type},
-    )
-    assert done.status == 201, (done.status, done.data)
-    return digest
+    return sample_image.push_manifest(base, repository, body, media_type, auth)
 
 
 def push_image(base: str, repository: str, layers: list[bytes], *, docker: bool = False) -> Pushed:
     """An image (config + layers) as an OCI or Docker schema 2 manifest, pushed by digest."""
-    config = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Labels": {"test": repository}},
-            "rootfs": {"type": "layers", "diff_ids": [oci.sha256_digest(layer) for layer in layers]},
-        },
-        sort_keys=True,
-    ).encode()
-    if docker:
-        media_type = oci.DOCKER_MANIFEST
-        config_type = "application/vnd.docker.container.image.v1+json"
-        layer_type = "application/vnd.docker.image.rootfs.diff.tar"
-    else:
-        media_type = oci.OCI_MANIFEST
-        config_type = "application/vnd.oci.image.config.v1+json"
-        layer_type = "application/vnd.oci.image.layer.v1.tar"
-    blobs = {push_blob(base, repository, config): config}
-    for layer in layers:
-        blobs[push_blob(base, repository, layer)] = layer
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": media_type,
-        "config": {"mediaType": config_type, "digest": oci.sha256_digest(config), "size": len(config)},
-        "layers": [{"mediaType": layer_type, "digest": oci.sha256_digest(x), "size": len(x)} for x in layers],
-    }
-    body = json.dumps(manifest, indent=3).encode()
-    digest = push_manifest(base, repository, body, media_type)
-    return Pushed(repository, digest, media_type, body, blobs)
+    return sample_image.push_image(base, repository, layers, basic(), docker=docker)
 
 
 def push_index(base: str, repository: str, children: list[Pushed]) -> Pushed:
