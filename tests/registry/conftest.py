@@ -9,7 +9,6 @@ the authorizer (the tenant and scopes arrive in the authorizer context).
 from __future__ import annotations
 
 import base64
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from tests.registry.upstreams import (
     push_image,
     push_index,
 )
+from tests.support.harness import ApiResponse
 from tests.support.lambda_events import Context, api_event, authorizer_context
 
 OPERATOR = ["registries:operator"]
@@ -78,15 +78,7 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
 
 
 @dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
-
+class Answer(ApiResponse):
     @property
     def error_code(self) -> str:
         return str(self.json["errors"][0]["code"])

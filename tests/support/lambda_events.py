@@ -10,6 +10,8 @@ from typing import Any
 
 import boto3
 
+from meshanics_local.events import dynamodb_stream_record, sqs_record
+
 
 @dataclass
 class Context:
@@ -43,12 +45,7 @@ class StreamReader:
     def records(self) -> list[dict[str, Any]]:
         response = self.client.get_records(ShardIterator=self.iterator, Limit=1000)
         self.iterator = response["NextShardIterator"]
-        records = []
-        for r in response["Records"]:
-            r["dynamodb"]["ApproximateCreationDateTime"] = r["dynamodb"]["ApproximateCreationDateTime"].timestamp()
-            r["eventSourceARN"] = self.arn
-            records.append(r)
-        return records
+        return [dynamodb_stream_record(r, stream_arn=self.arn, region="us-east-1") for r in response["Records"]]
 
     def event(self) -> dict[str, Any]:
         """New INSERT records as the fan-out's event source delivers them (its filter keeps INSERTs)."""
@@ -61,22 +58,7 @@ def sqs_event(queue_url: str, *, max_messages: int = 10, wait: int = 0) -> dict[
         QueueUrl=queue_url, MaxNumberOfMessages=max_messages, AttributeNames=["All"], WaitTimeSeconds=wait
     )
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    return {
-        "Records": [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m["Attributes"],
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": "us-east-1",
-            }
-            for m in response.get("Messages", [])
-        ]
-    }
+    return {"Records": [sqs_record(m, queue_arn=arn, region="us-east-1") for m in response.get("Messages", [])]}
 
 
 def delete_succeeded(queue_url: str, event: dict[str, Any], response: dict[str, Any]) -> None:
