@@ -32,7 +32,7 @@ system-deps:
 run: $(STAMP)
 	$(PY) -m meshanics_local
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps lint
 	$(PY) -m pytest -n 2 --dist loadfile
 
 bench: $(STAMP) system-deps
@@ -42,6 +42,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	@# Each function is its own top-level module `app`: checked one directory at a time.
+	for f in functions/*/; do (cd $$f && MYPYPATH=../../layers/core ../../$(VENV)/bin/mypy --strict --ignore-missing-imports --explicit-package-bases .) || exit 1; done
 
 clean:
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

@@ -55,4 +55,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             raise NotDeliveredYet(outcome.result.attempt.error or outcome.status)
         return outcome.status
 
-    return process_partial_response(event=event, record_handler=settle, processor=processor, context=context)
+    return dict(process_partial_response(event=event, record_handler=settle, processor=processor, context=context))
