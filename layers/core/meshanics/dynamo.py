@@ -107,6 +107,23 @@ def decode_cursor(cursor: str | None, *, partition: str, sort_prefix: str) -> di
     return to_item(values)
 
 
+def query_page(
+    client: Any, table: str, *, partition: str, sort_prefix: str, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of a partition's items whose sort key starts with `sort_prefix`, and the next cursor."""
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+        "ExpressionAttributeValues": to_item({":pk": partition, ":prefix": sort_prefix}),
+        "Limit": limit,
+    }
+    start = decode_cursor(cursor, partition=partition, sort_prefix=sort_prefix)
+    if start:
+        kwargs["ExclusiveStartKey"] = start
+    response = client.query(**kwargs)
+    return response.get("Items", []), encode_cursor(response.get("LastEvaluatedKey"))
+
+
 def update_expression(
     sets: Mapping[str, Any], removes: Iterable[str] = ()
 ) -> tuple[str, dict[str, str], dict[str, Any]]:

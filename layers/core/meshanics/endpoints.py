@@ -160,19 +160,15 @@ class EndpointStore:
         return found
 
     def page(self, tenant_id: str, *, limit: int, cursor: str | None) -> tuple[list[Endpoint], str | None]:
-        partition = dynamo.tenant_pk(tenant_id)
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :ep)",
-            "ExpressionAttributeValues": dynamo.to_item({":pk": partition, ":ep": "EP#"}),
-            "Limit": limit,
-        }
-        start = dynamo.decode_cursor(cursor, partition=partition, sort_prefix="EP#")
-        if start:
-            kwargs["ExclusiveStartKey"] = start
-        response = self._client().query(**kwargs)
-        items = [_from_item(i) for i in response.get("Items", [])]
-        return items, dynamo.encode_cursor(response.get("LastEvaluatedKey"))
+        items, next_cursor = dynamo.query_page(
+            self._client(),
+            self._table,
+            partition=dynamo.tenant_pk(tenant_id),
+            sort_prefix="EP#",
+            limit=limit,
+            cursor=cursor,
+        )
+        return [_from_item(i) for i in items], next_cursor
 
     def subscribers(self, tenant_id: str, key: str) -> dict[str, int]:
         """Endpoint id -> subscription point, for the enabled endpoints indexed under `key`."""

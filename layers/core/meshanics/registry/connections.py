@@ -214,19 +214,15 @@ class RegistryStore:
             return None
 
     def page(self, tenant_id: str, *, limit: int, cursor: str | None) -> tuple[list[RegistryConnection], str | None]:
-        partition = dynamo.tenant_pk(tenant_id)
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :reg)",
-            "ExpressionAttributeValues": dynamo.to_item({":pk": partition, ":reg": "REG#"}),
-            "Limit": limit,
-        }
-        start = dynamo.decode_cursor(cursor, partition=partition, sort_prefix="REG#")
-        if start:
-            kwargs["ExclusiveStartKey"] = start
-        response = self._client().query(**kwargs)
-        items = [_from_item(i) for i in response.get("Items", [])]
-        return items, dynamo.encode_cursor(response.get("LastEvaluatedKey"))
+        items, next_cursor = dynamo.query_page(
+            self._client(),
+            self._table,
+            partition=dynamo.tenant_pk(tenant_id),
+            sort_prefix="REG#",
+            limit=limit,
+            cursor=cursor,
+        )
+        return [_from_item(i) for i in items], next_cursor
 
     def create(self, connection: RegistryConnection, *, max_registries: int) -> RegistryConnection:
         """Store a new connection: counted against the limit, its name unique within the tenant."""
