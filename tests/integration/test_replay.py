@@ -136,3 +136,16 @@ def test_replay_failed_deliveries_of_an_endpoint(
     assert [d["id"] for d in replayed.json["items"]] == [delivery_id]
     platform.deliver()
     assert platform.api_as("acme", ADMIN, "GET", f"/v1/deliveries/{delivery_id}").json["status"] == "delivered"
+
+
+def test_a_replay_the_queue_refuses_leaves_the_delivery_failed_not_pending(
+    platform: Platform, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    delivery_id = setup_failed_delivery(platform, receiver, monkeypatch)
+    with monkeypatch.context() as patched:
+        patched.setattr(DeliveryQueue, "send", lambda self, jobs: list(jobs))
+        refused = platform.api_as("acme", ADMIN, "POST", f"/v1/deliveries/{delivery_id}/replay")
+    assert refused.status == 503
+    detail = platform.api_as("acme", ADMIN, "GET", f"/v1/deliveries/{delivery_id}").json
+    assert detail["status"] == "failed" and detail["last_error"] == "the replay could not be enqueued; replay again"
+    assert platform.api_as("acme", ADMIN, "POST", f"/v1/deliveries/{delivery_id}/replay").status == 202

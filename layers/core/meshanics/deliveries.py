@@ -347,19 +347,25 @@ class DeliveryStore:
             raise
         return True
 
-    def mark_failed(self, job: DeliveryJob, error: str) -> None:
-        """Settle a delivery whose job was dead-lettered with no recorded outcome."""
-        self._client().update_item(
-            TableName=self._table,
-            Key=self._key(job.tenant_id, job.endpoint_id, job.sequence),
-            UpdateExpression="SET #status = :failed, last_error = :error, updated_at = :now "
-            "REMOVE next_attempt_at, gsi1pk, gsi1sk",
-            ConditionExpression="#status = :pending",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=dynamo.to_item(
-                {":failed": "failed", ":pending": "pending", ":error": error[:MAX_ERROR], ":now": now_iso()}
-            ),
-        )
+    def mark_failed(self, job: DeliveryJob, error: str) -> bool:
+        """Settle a pending delivery as failed (no recorded outcome); False if it is not pending."""
+        try:
+            self._client().update_item(
+                TableName=self._table,
+                Key=self._key(job.tenant_id, job.endpoint_id, job.sequence),
+                UpdateExpression="SET #status = :failed, last_error = :error, updated_at = :now "
+                "REMOVE next_attempt_at, gsi1pk, gsi1sk",
+                ConditionExpression="#status = :pending",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=dynamo.to_item(
+                    {":failed": "failed", ":pending": "pending", ":error": error[:MAX_ERROR], ":now": now_iso()}
+                ),
+            )
+        except ClientError as error_:
+            if error_.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def get(self, tenant_id: str, delivery_id_: str) -> Delivery:
         endpoint_id, sequence = parse_delivery_id(delivery_id_)

@@ -95,8 +95,8 @@ class Replayer:
                 seen.add(key)
                 if delivery.status == "pending":
                     # Dead-lettered without a recorded outcome: the function failed on every receive.
-                    self._deliveries.mark_failed(job, "the delivery function failed repeatedly; replay to retry")
-                    report.marked_failed += 1
+                    if self._deliveries.mark_failed(job, "the delivery function failed repeatedly; replay to retry"):
+                        report.marked_failed += 1
                     report.dead_letters_kept += 1
                     continue
                 endpoint_key = (job.tenant_id, job.endpoint_id)
@@ -105,6 +105,8 @@ class Replayer:
                 if recovered[endpoint_key] and delivery.replays < MAX_REPLAYS:
                     replayed = self._deliveries.reopen_for_replay(job.tenant_id, job.delivery_id)
                     if self._queue.send([replayed]):
+                        # Not enqueued: failed again (still replayable on demand), never stuck pending.
+                        self._deliveries.mark_failed(replayed, "the replay could not be enqueued; replay again")
                         report.dead_letters_kept += 1
                         continue
                     report.dead_letters_replayed += 1

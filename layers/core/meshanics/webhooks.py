@@ -284,6 +284,8 @@ class WebhookService:
 
     def _enqueue(self, job: DeliveryJob) -> None:
         if self._queue().send([job]):
+            # Back to failed, so the delivery is never left pending without a job.
+            self._deliveries.mark_failed(job, "the replay could not be enqueued; replay again")
             raise ServiceUnavailable("the delivery queue did not accept the job; retry the request")
 
     # -- audit --------------------------------------------------------------------------------
