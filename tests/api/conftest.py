@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +19,6 @@ import pytest
 from meshanics import services
 from tests.api.support import DNS
 from tests.support.harness import Platform
-from tests.support.receiver import Receiver
 
 KEYS = {"IntegrationsTable": ("pk", "sk"), "AuditLogTable": ("tenant_id", "sequence")}
 
@@ -60,19 +58,6 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[str]]]:
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     yield answers
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """The loopback receiver, polling for shutdown often so that each test ends quickly."""
-    server = Receiver()
-    thread = threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.server.shutdown()
-        server.server.server_close()
 
 
 @pytest.fixture(scope="module")

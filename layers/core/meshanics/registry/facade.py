@@ -26,6 +26,7 @@ import hashlib
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO, Final
 
@@ -240,10 +241,10 @@ class PullFacade:
             raise self._mismatch(connection, pull, "blob", actual)
         return data
 
-    def _spool_verified(
-        self, connection: RegistryConnection, pull: Pull, stream: BlobStream, size: int, spool: BinaryIO
+    def _copy_verified(
+        self, connection: RegistryConnection, pull: Pull, stream: BlobStream, size: int, sink: Callable[[bytes], object]
     ) -> int:
-        """Hash the blob into a temporary file (Lambda's /tmp): nothing of it is held in memory."""
+        """Pass the blob to `sink` chunk by chunk while hashing it; raise on a size or digest mismatch."""
         hasher = hashlib.sha256()
         total = 0
         for chunk in stream.chunks():
@@ -251,10 +252,17 @@ class PullFacade:
             if total > size:
                 raise self._mismatch(connection, pull, "blob", None)
             hasher.update(chunk)
-            spool.write(chunk)
+            sink(chunk)
         actual = f"sha256:{hasher.hexdigest()}"
         if actual != pull.target.digest:
             raise self._mismatch(connection, pull, "blob", actual)
+        return total
+
+    def _spool_verified(
+        self, connection: RegistryConnection, pull: Pull, stream: BlobStream, size: int, spool: BinaryIO
+    ) -> int:
+        """Hash the blob into a temporary file (Lambda's /tmp): nothing of it is held in memory."""
+        total = self._copy_verified(connection, pull, stream, size, spool.write)
         spool.seek(0)
         return total
 
@@ -266,18 +274,8 @@ class PullFacade:
         except (ClientError, BotoCoreError):
             log.exception("could not start staging a blob in the cache")
             raise OciError("UNAVAILABLE", "the artifact cache is unavailable; retry shortly") from None
-        hasher = hashlib.sha256()
-        total = 0
         try:
-            for chunk in stream.chunks():
-                total += len(chunk)
-                if total > size:
-                    raise self._mismatch(connection, pull, "blob", None)
-                hasher.update(chunk)
-                staging.write(chunk)
-            actual = f"sha256:{hasher.hexdigest()}"
-            if actual != t.digest:
-                raise self._mismatch(connection, pull, "blob", actual)
+            total = self._copy_verified(connection, pull, stream, size, staging.write)
             staging.commit()  # False: another instance stored the same verified bytes first
         except BaseException:
             staging.abort()
