@@ -22,17 +22,17 @@ SCENARIOS = ((1, 1), (10, 1), (1, 10), (100, 10))
 @contextlib.contextmanager
 def counting() -> Iterator[Counter[str]]:
     calls: Counter[str] = Counter()
-    original = botocore.client.BaseClient._make_api_call
+    original = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]
 
     def counted(self: Any, operation: str, params: Any) -> Any:
         calls[operation] += 1
         return original(self, operation, params)
 
-    botocore.client.BaseClient._make_api_call = counted  # type: ignore[method-assign]
+    botocore.client.BaseClient._make_api_call = counted  # type: ignore[attr-defined]
     try:
         yield calls
     finally:
-        botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
+        botocore.client.BaseClient._make_api_call = original  # type: ignore[attr-defined]
 
 
 def _stream_events(stack: Any, tenant: str, *, after: int) -> list[dict[str, Any]]:

@@ -52,7 +52,7 @@ def _load_index(tenant: str, others: int) -> None:
 def reads() -> Iterator[Counter[str]]:
     """Count Query calls and the items DynamoDB reports having read for them."""
     counts: Counter[str] = Counter()
-    original = botocore.client.BaseClient._make_api_call
+    original = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]
 
     def counted(self: Any, operation: str, params: Any) -> Any:
         response = original(self, operation, params)
@@ -61,11 +61,11 @@ def reads() -> Iterator[Counter[str]]:
             counts["items"] += int(response.get("ScannedCount", 0))
         return response
 
-    botocore.client.BaseClient._make_api_call = counted  # type: ignore[method-assign]
+    botocore.client.BaseClient._make_api_call = counted  # type: ignore[attr-defined]
     try:
         yield counts
     finally:
-        botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
+        botocore.client.BaseClient._make_api_call = original  # type: ignore[attr-defined]
 
 
 def run() -> list[dict[str, Any]]:

@@ -121,6 +121,45 @@ def deliver_sqs() -> dict[str, Any]:
     return {"Records": [sqs_record(message, queue_arn=QUEUE_ARN, region=REGION)]}
 
 
+def fanout_recovery_sqs() -> dict[str, Any]:
+    """Lambda's on-failure record for a stream batch, as the fan-out failure queue delivers it."""
+    failure = {
+        "requestContext": {
+            "requestId": "316aa6d0-8154-4d9b-9d8b-0e5a3e2c1f00",
+            "functionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{STACK}-FanoutFunction-EXAMPLE",
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": 11,
+        },
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "version": "1.0",
+        "timestamp": "2026-06-16T09:31:00.000Z",
+        "DDBStreamBatchInfo": {
+            "shardId": "shardId-00000001781600000000-0a1b2c3d",
+            "startSequenceNumber": "1100000000017454423009",
+            "endSequenceNumber": "1100000000017454423009",
+            "approximateArrivalOfFirstRecord": "2026-06-16T09:30:00Z",
+            "approximateArrivalOfLastRecord": "2026-06-16T09:30:00Z",
+            "batchSize": 1,
+            "streamArn": STREAM_ARN,
+        },
+    }
+    body = json.dumps(failure, separators=(",", ":"))
+    message = {
+        "MessageId": "5c0e9b9e-3f3c-4a8e-9a51-7d3c1a0f2b11",
+        "ReceiptHandle": "AQEBz9Xf0mEXAMPLErecovery",
+        "MD5OfBody": hashlib.md5(body.encode(), usedforsecurity=False).hexdigest(),
+        "Body": body,
+        "Attributes": {
+            "SenderId": "AROAEXAMPLELAMBDA:awslambda",
+            "SentTimestamp": str(int(AT * 1000) + 60_000),
+            "ApproximateReceiveCount": "1",
+            "ApproximateFirstReceiveTimestamp": str(int(AT * 1000) + 60_012),
+        },
+    }
+    failure_queue = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{STACK}-FanoutFailureQueue-EXAMPLE"
+    return {"Records": [sqs_record(message, queue_arn=failure_queue, region=REGION)]}
+
+
 def replay_schedule() -> dict[str, Any]:
     return scheduled_event(rule_arn=RULE_ARN, region=REGION, event_id="53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", at=AT)
 
@@ -210,6 +249,7 @@ def registry_pull_manifest() -> dict[str, Any]:
 SAMPLES = {
     "fanout-stream-insert.json": fanout_stream_insert,
     "deliver-sqs.json": deliver_sqs,
+    "fanout_recovery-sqs.json": fanout_recovery_sqs,
     "replay-schedule.json": replay_schedule,
     "authorizer-request.json": authorizer_request,
     "api-list-webhooks.json": api_list_webhooks,

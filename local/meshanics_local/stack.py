@@ -15,10 +15,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
+import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -52,6 +55,28 @@ RECENT_EVENTS = 20
 log = logging.getLogger("meshanics_local")
 
 
+@dataclass
+class FunctionUsage:
+    """One function's invocations and AWS requests, summed (what Lambda and AWS would bill)."""
+
+    invocations: int = 0
+    errors: int = 0
+    billed_ms: int = 0  # Lambda bills each invocation's duration rounded up to the millisecond
+    requests: Counter[str] = field(default_factory=Counter)
+    dynamodb_writes: int = 0
+    dynamodb_reads: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+
+    def add(self, invocation: Invocation) -> None:
+        self.invocations += 1
+        self.errors += 0 if invocation.ok else 1
+        self.billed_ms += math.ceil(invocation.duration_ms)
+        self.requests.update(invocation.aws.get("requests", {}))
+        self.dynamodb_writes += int(invocation.aws.get("dynamodb_writes", 0))
+        self.dynamodb_reads += int(invocation.aws.get("dynamodb_reads", 0))
+        self.faults.update(invocation.aws.get("faults", {}))
+
+
 class LocalStack:
     def __init__(
         self,
@@ -66,6 +91,7 @@ class LocalStack:
         stack_name: str = "meshanics",
         demo_key: bool = True,
         run_functions: bool = True,
+        function_environment: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.template_path = (template or REPO_ROOT / "template.yaml").resolve()
         self.state_dir = (state_dir or REPO_ROOT / ".local").resolve()
@@ -80,6 +106,8 @@ class LocalStack:
         self._want_demo_key = demo_key
         # False: only the AWS emulation and the resources (benchmarks call handlers themselves).
         self._run_functions = run_functions
+        # Extra variables per function (logical id, or "*" for all), e.g. a fault plan for chaos runs.
+        self._function_environment = {k: dict(v) for k, v in (function_environment or {}).items()}
 
         self.template: Template | None = None
         self.resources: Resources = Resources({})
@@ -97,6 +125,9 @@ class LocalStack:
         self._log_handler: logging.Handler | None = None
         # The last events each function received from the local triggers (for inspection and tests).
         self.recent_events: dict[str, deque[Any]] = {}
+        # What each function did and asked of AWS, summed over its invocations (see FunctionUsage).
+        self.usage: dict[str, FunctionUsage] = {}
+        self._usage_lock = threading.Lock()
 
     # -- addresses --------------------------------------------------------------------------------
     @property
@@ -147,6 +178,10 @@ class LocalStack:
             raise RuntimeError("the AWS emulation differs from the template: " + "; ".join(problems))
         resolver = self.resources.resolver(template, self.stack_name)
         self.functions = function_specs(template, self.resources, resolver, endpoint=endpoint, log_dir=self.log_dir)
+        for logical_id, spec in list(self.functions.items()):
+            extra = {**self._function_environment.get("*", {}), **self._function_environment.get(logical_id, {})}
+            if extra:
+                self.functions[logical_id] = replace(spec, environment={**spec.environment, **extra})
         self.mappings = event_source_mappings(template, self.functions, resolver)
         self.schedules = schedules(template, self.functions, self.resources, resolver)
         self.rest_api = rest_api(template, self.functions, self.resources, resolver)
@@ -247,13 +282,28 @@ class LocalStack:
     def _invoker(self, logical_id: str) -> Callable[[Any], Invocation]:
         def invoke(event: Any) -> Invocation:
             self._remember(logical_id, event)
-            return self.pools[logical_id].invoke(event)
+            return self._account(logical_id, self.pools[logical_id].invoke(event))
 
         return invoke
 
     def _invoke_for_api(self, logical_id: str, event: dict[str, Any], timeout: float) -> Invocation:
         self._remember(logical_id, event)
-        return self.pools[logical_id].invoke(event, timeout=timeout)
+        return self._account(logical_id, self.pools[logical_id].invoke(event, timeout=timeout))
+
+    def _account(self, logical_id: str, invocation: Invocation) -> Invocation:
+        with self._usage_lock:
+            self.usage.setdefault(logical_id, FunctionUsage()).add(invocation)
+        return invocation
+
+    def take_usage(self) -> dict[str, FunctionUsage]:
+        """The usage since the last take, per function (and start counting afresh)."""
+        with self._usage_lock:
+            taken, self.usage = self.usage, {}
+        return taken
+
+    @property
+    def stream_pollers(self) -> list[StreamPoller]:
+        return list(self._stream_pollers)
 
     def _remember(self, logical_id: str, event: Any) -> None:
         self.recent_events.setdefault(logical_id, deque(maxlen=RECENT_EVENTS)).append(event)

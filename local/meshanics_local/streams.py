@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from meshanics_local import filters
@@ -56,6 +58,26 @@ def first_failure(result: Any, batch: Sequence[dict[str, Any]]) -> int | None:
     return min(indexes) if indexes else None
 
 
+@dataclass
+class StreamFaults:
+    """Stream faults the chaos harness asks for, as Lambda can produce them.
+
+    `duplicate_rate`: a share of batches the function processed is handed over once more (Lambda
+    delivers stream records at least once). `discard_batches`: the next n batches go straight to the
+    OnFailure destination, as if their retries were exhausted.
+    """
+
+    duplicate_rate: float = 0.0
+    discard_batches: int = 0
+    seed: int = 0
+    duplicated: int = 0
+    discarded: int = 0
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+
 class StreamPoller:
     def __init__(
         self,
@@ -78,6 +100,7 @@ class StreamPoller:
         self._streams = client("dynamodbstreams", endpoint)
         self._done_shards: set[str] = set()
         self.invocations = 0
+        self.faults = StreamFaults()
 
     def start(self) -> None:
         self._thread.start()
@@ -155,10 +178,20 @@ class StreamPoller:
                 retries = attempts = 0
                 continue
             batch = buffer[: min(size, len(buffer))]
+            if self.faults.discard_batches > 0:
+                self.faults.discard_batches -= 1
+                self.faults.discarded += 1
+                injected = {"errorType": "Injected", "errorMessage": "discarded by the chaos harness"}
+                self._fail(shard_id, batch, "RetryAttemptsExhausted", None, attempts, injected)
+                del buffer[: len(batch)]
+                continue
             invocation = self._invoke({"Records": batch})
             self.invocations += 1
             attempts += 1
             retry_from = first_failure(invocation.result, batch) if invocation.ok else _WHOLE_BATCH
+            if retry_from is None and self.faults.rng.random() < self.faults.duplicate_rate:
+                self.faults.duplicated += 1
+                self._invoke({"Records": batch})  # the same records again: at least once, not exactly once
             if retry_from is None:
                 del buffer[: len(batch)]
                 retries = attempts = 0

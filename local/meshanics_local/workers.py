@@ -6,6 +6,9 @@ and then serves invocations sent over a pipe, one at a time. An invocation that 
 function's Timeout kills the worker (a fresh one replaces it) and counts as a function error.
 
 This module is imported by every worker before the handler: it must stay light (standard library).
+Before the handler, each worker also wraps botocore's HTTP send (`awscalls`): its AWS requests are
+metered and reported with each invocation, and faults are injected when the function's environment
+carries a fault plan.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -68,6 +71,8 @@ class Invocation:
     error: dict[str, Any] | None = None
     duration_ms: float = 0.0
     cold_start: bool = False
+    # The function's AWS requests during this invocation (see awscalls.CallMeter.take).
+    aws: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -141,6 +146,9 @@ def _worker_main(spec: FunctionSpec, conn: Connection) -> None:
     os.environ.update(spec.environment)
     os.chdir(spec.code_dir)
     sys.path[:] = _python_path(spec)
+    from meshanics_local import awscalls  # meters AWS calls; injects faults if the spec asks
+
+    awscalls.install(awscalls.FaultPlan.from_env(os.environ.get(awscalls.ENV)))
 
     handler: Any = None
     init_error: dict[str, Any] | None = None
@@ -189,7 +197,7 @@ def _worker_main(spec: FunctionSpec, conn: Connection) -> None:
         )
         first = False
         try:
-            conn.send(reply)
+            conn.send((*reply, awscalls.METER.take()))
         except (BrokenPipeError, OSError):
             return
 
@@ -200,6 +208,7 @@ class _Worker:
     conn: Connection
     ready: bool = False
     invocations: int = 0
+    busy: bool = False
 
 
 @dataclass
@@ -279,6 +288,7 @@ class FunctionPool:
         if worker is None:
             return Invocation(request_id, error={"errorMessage": "the local stack is stopping", "errorType": "Stopped"})
         cold = not worker.ready
+        worker.busy = True
         try:
             if not worker.ready:
                 if not worker.conn.poll(INIT_TIMEOUT):
@@ -300,7 +310,7 @@ class FunctionPool:
                     duration_ms=elapsed * 1000,
                     cold_start=cold,
                 )
-            status, payload = worker.conn.recv()
+            status, payload, aws = worker.conn.recv()
             duration = (time.perf_counter() - started) * 1000
         except (EOFError, OSError, TimeoutError) as failure:
             self._replace(worker)
@@ -311,6 +321,7 @@ class FunctionPool:
                 cold_start=cold,
             )
         worker.invocations += 1
+        worker.busy = False
         self._idle.put(worker)
         if status == "ok":
             if len(payload) > MAX_RESPONSE_BYTES:
@@ -324,10 +335,23 @@ class FunctionPool:
                     duration_ms=duration,
                     cold_start=cold,
                 )
-            return Invocation(request_id, result=json.loads(payload), duration_ms=duration, cold_start=cold)
+            return Invocation(request_id, result=json.loads(payload), duration_ms=duration, cold_start=cold, aws=aws)
         error = dict(payload or {})
         error["requestId"] = request_id
-        return Invocation(request_id, error=error, duration_ms=duration, cold_start=cold)
+        return Invocation(request_id, error=error, duration_ms=duration, cold_start=cold, aws=aws)
+
+    def kill_busy(self, choose: Callable[[Sequence[_Worker]], _Worker] | None = None) -> bool:
+        """SIGKILL a worker in the middle of an invocation, as a crashed sandbox (fault injection).
+
+        The invocation fails with Runtime.ExitError and a fresh worker takes the dead one's place.
+        """
+        with self._lock:
+            busy = [w for w in self._all if w.busy and w.ready and w.process.is_alive()]
+        if not busy:
+            return False
+        victim = choose(busy) if choose else busy[0]
+        victim.process.kill()
+        return True
 
     def request_stop(self) -> None:
         """Ask every worker to exit after its current invocation (see `finish`)."""

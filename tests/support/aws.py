@@ -71,6 +71,7 @@ def provision(overrides: dict[str, str] | None = None) -> dict[str, str]:
         "INTEGRATIONS_TABLE": names["IntegrationsTable"],
         "DELIVERY_QUEUE_URL": names["DeliveryQueue"],
         "DELIVERY_DLQ_URL": names["DeliveryDeadLetterQueue"],
+        "FANOUT_FAILURE_QUEUE_URL": names["FanoutFailureQueue"],
         "SEALING_KEY_ID": key,
         "ARTIFACT_CACHE_BUCKET": bucket,
         "POWERTOOLS_METRICS_NAMESPACE": "Meshanics/Test",
@@ -78,5 +79,6 @@ def provision(overrides: dict[str, str] | None = None) -> dict[str, str]:
         "POWERTOOLS_TRACE_DISABLED": "true",
         "DELIVERY_RETRY_SCHEDULE": params["DeliveryRetrySchedule"],
         "DELIVERY_MAX_ATTEMPTS": params["DeliveryMaxAttempts"],
+        "DELIVERY_MAX_RECEIVES": params["DeliveryMaxReceives"],
     }
     return env

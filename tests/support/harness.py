@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+import boto3
+
 from meshanics import services
 from tests.conftest import load_handler
 from tests.support.lambda_events import (
@@ -43,6 +45,7 @@ class Platform:
         self.env = env
         self.handlers: dict[str, ModuleType] = {}
         self.stream = StreamReader(env["AUDIT_TABLE"])
+        self.last_delivery_event: dict[str, Any] = {"Records": []}
 
     def handler(self, name: str) -> ModuleType:
         if name not in self.handlers:
@@ -106,15 +109,28 @@ class Platform:
             return {"batchItemFailures": []}
         return self.handler("fanout").lambda_handler(event, Context("fanout"))  # type: ignore[no-any-return]
 
-    def deliver(self, *, max_messages: int = 10) -> tuple[dict[str, Any], dict[str, Any]]:
+    def deliver(
+        self, *, max_messages: int = 10, context: Context | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """One delivery invocation on the visible jobs; returns (event, response)."""
         queue = self.env["DELIVERY_QUEUE_URL"]
         event = sqs_event(queue, max_messages=max_messages)
         if not event["Records"]:
             return event, {"batchItemFailures": []}
-        response = self.handler("deliver").lambda_handler(event, Context("deliver"))
+        self.last_delivery_event = event  # for `expire` when the invocation dies
+        response = self.handler("deliver").lambda_handler(event, context or Context("deliver"))
         delete_succeeded(queue, event, response)
         return event, response
+
+    def expire(self, event: dict[str, Any], queue_url: str | None = None) -> None:
+        """The visibility timeout of an invocation that died passes: its messages are visible again."""
+        sqs = boto3.client("sqs")
+        for record in event["Records"]:
+            sqs.change_message_visibility(
+                QueueUrl=queue_url or self.env["DELIVERY_QUEUE_URL"],
+                ReceiptHandle=record["receiptHandle"],
+                VisibilityTimeout=0,
+            )
 
     def pump(self, rounds: int = 5) -> None:
         """Fan out new audit records and deliver what is visible, until nothing is left to do."""

@@ -27,6 +27,7 @@ class Behaviour:
     body: bytes = b""
     reset: bool = False  # close the connection abruptly (RST) instead of answering
     drip: float = 0.0  # seconds between body bytes (a slow body)
+    drip_head: float = 0.0  # seconds between bytes of the status line and headers (a stalling answer)
 
 
 class Receiver:
@@ -57,6 +58,8 @@ class Receiver:
                     receiver.max_in_flight = max(receiver.max_in_flight, receiver.in_flight)
                 try:
                     self._answer(behaviour)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the sender gave up (a deadline): expected
                 finally:
                     with receiver._lock:
                         receiver.in_flight -= 1
@@ -68,6 +71,14 @@ class Receiver:
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.connection.close()
                     self.close_connection = True
+                    return
+                if b.drip_head:
+                    head = f"HTTP/1.1 {b.status} OK\r\nContent-Length: {len(b.body)}\r\n\r\n".encode()
+                    for byte in head:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(b.drip_head)
+                    self.wfile.write(b.body)
                     return
                 self.send_response(b.status)
                 for name, value in b.headers.items():

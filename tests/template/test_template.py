@@ -31,7 +31,13 @@ MOTO_LACKS = {
     "AWS::S3::BucketPolicy": "no CloudFormation model in moto",
     "AWS::ApiGateway::Stage": "no CloudFormation model in moto",
     "AWS::ApiGateway::RestApi": "moto requires Name and ignores the OpenAPI Body SAM generates",
+    "AWS::CloudWatch::Alarm": "no CloudFormation model in moto",
+    "AWS::SNS::Subscription": "no CloudFormation model in moto",
+    "AWS::SNS::TopicPolicy": "no CloudFormation model in moto",
 }
+
+# Queues that hold work nothing else will redo: each needs an alarm on its depth (or its oldest message).
+ALARMED_QUEUES = ("DeliveryDeadLetterQueue", "FanoutFailureQueue", "FanoutUnrecoverableQueue")
 
 
 @pytest.fixture(scope="module")
@@ -169,14 +175,14 @@ def test_real_objects_exist(deployed: dict[str, Any]) -> None:
     audit = ddb.describe_table(TableName=created["AuditLogTable"]["PhysicalResourceId"])["Table"]
     assert audit["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
     integrations = ddb.describe_table(TableName=created["IntegrationsTable"]["PhysicalResourceId"])["Table"]
-    assert [g["IndexName"] for g in integrations["GlobalSecondaryIndexes"]] == ["unsent"]
+    assert [g["IndexName"] for g in integrations["GlobalSecondaryIndexes"]] == ["failed"]
     sqs = boto3.client("sqs")
     queue = sqs.get_queue_attributes(QueueUrl=created["DeliveryQueue"]["PhysicalResourceId"], AttributeNames=["All"])
     dlq = sqs.get_queue_attributes(
         QueueUrl=created["DeliveryDeadLetterQueue"]["PhysicalResourceId"], AttributeNames=["QueueArn"]
     )
     redrive = json.loads(queue["Attributes"]["RedrivePolicy"])
-    assert redrive == {"deadLetterTargetArn": dlq["Attributes"]["QueueArn"], "maxReceiveCount": 8}
+    assert redrive == {"deadLetterTargetArn": dlq["Attributes"]["QueueArn"], "maxReceiveCount": 20}
     kms = boto3.client("kms")
     key_id = created["SealingKey"]["PhysicalResourceId"]
     assert kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"] is True
@@ -188,6 +194,18 @@ def test_real_objects_exist(deployed: dict[str, Any]) -> None:
     assert fanout["Timeout"] == 60 and fanout["Runtime"] == "python3.14"  # moto drops Architectures
     rule = boto3.client("events").describe_rule(Name=created["ReplayFunctionSweep"]["PhysicalResourceId"])
     assert rule["ScheduleExpression"] == "rate(15 minutes)"
+    failures = sqs.get_queue_attributes(
+        QueueUrl=created["FanoutFailureQueue"]["PhysicalResourceId"], AttributeNames=["RedrivePolicy"]
+    )
+    unrecoverable = sqs.get_queue_attributes(
+        QueueUrl=created["FanoutUnrecoverableQueue"]["PhysicalResourceId"], AttributeNames=["QueueArn"]
+    )
+    assert json.loads(failures["Attributes"]["RedrivePolicy"]) == {
+        "deadLetterTargetArn": unrecoverable["Attributes"]["QueueArn"],
+        "maxReceiveCount": 5,
+    }
+    topic = boto3.client("sns").get_topic_attributes(TopicArn=created["AlarmTopic"]["PhysicalResourceId"])
+    assert topic["Attributes"]["KmsMasterKeyId"].endswith(created["AlarmTopicKey"]["PhysicalResourceId"])
 
 
 def test_left_out_wiring_is_consistent(template: Template) -> None:
@@ -223,12 +241,38 @@ def test_queues_outlast_six_times_their_consumers_timeout(template: Template) ->
 
 
 def test_delivery_attempts_agree(template: Template) -> None:
+    """The attempt bound is the schedule's length, counted in the record; the queue's maxReceiveCount
+    is a crash backstop above it."""
     redrive = template.raw["Resources"]["DeliveryQueue"]["Properties"]["RedrivePolicy"]
-    assert redrive["maxReceiveCount"] == {"Ref": "DeliveryMaxAttempts"}
+    assert redrive["maxReceiveCount"] == {"Ref": "DeliveryMaxReceives"}
     attempts = int(parameter_default(template, "DeliveryMaxAttempts"))
     schedule = parameter_default(template, "DeliveryRetrySchedule").split(",")
     assert attempts == len(schedule)
+    assert int(parameter_default(template, "DeliveryMaxReceives")) > attempts
     assert all(int(delay) <= 43200 for delay in schedule)
+
+
+def test_the_attempt_deadline_fits_the_delivery_function(template: Template) -> None:
+    """An attempt's whole-request deadline plus the batch margin fits the function's timeout."""
+    from meshanics.delivery import BATCH_MARGIN_SECONDS
+
+    deliver = template.raw["Resources"]["DeliverFunction"]["Properties"]
+    timeout = int(deliver.get("Timeout", template.raw["Globals"]["Function"]["Timeout"]))
+    maximum = int(template.raw["Parameters"]["DeliveryDeadlineMs"]["MaxValue"]) / 1000
+    assert maximum + BATCH_MARGIN_SECONDS < timeout
+
+
+def test_fanout_recovery_knows_its_queues_receive_bound(template: Template) -> None:
+    recovery = template.raw["Resources"]["FanoutRecoveryFunction"]["Properties"]
+    failures = template.raw["Resources"]["FanoutFailureQueue"]["Properties"]
+    assert recovery["Environment"]["Variables"]["FANOUT_RECOVERY_MAX_RECEIVES"] == str(
+        failures["RedrivePolicy"]["maxReceiveCount"]
+    )
+    [mapping] = recovery["Events"].values()
+    assert mapping["Properties"]["Queue"] == {"Fn::GetAtt": ["FanoutFailureQueue", "Arn"]}
+    # A discarded batch must still be in the stream (24 h) when recovery reads it.
+    [fanout] = template.raw["Resources"]["FanoutFunction"]["Properties"]["Events"].values()
+    assert fanout["Properties"]["MaximumRecordAgeInSeconds"] <= 12 * 3600
 
 
 def test_the_fanout_stream_mapping(template: Template) -> None:
@@ -285,3 +329,177 @@ def test_every_function_has_a_sample_event(template: Template) -> None:
     for logical_id, definition in sam_functions(template).items():
         prefix = Path(definition["Properties"]["CodeUri"]).name + "-"
         assert any(s.startswith(prefix) for s in samples), f"{logical_id}: no events/{prefix}*.json"
+
+
+# ------------------------------------------------------------------------------- alarms
+def _alarms(template: Template) -> dict[str, dict[str, Any]]:
+    return {k: v["Properties"] for k, v in resources_of(template, "AWS::CloudWatch::Alarm").items()}
+
+
+def _metrics(alarm: dict[str, Any]) -> list[dict[str, Any]]:
+    """The metrics an alarm reads: {namespace, name, dimensions, stat, period}, also inside metric math."""
+    if "MetricName" in alarm:
+        return [
+            {
+                "namespace": alarm["Namespace"],
+                "name": alarm["MetricName"],
+                "dimensions": {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])},
+                "stat": alarm["Statistic"],
+                "period": int(alarm["Period"]),
+            }
+        ]
+    found = []
+    for query in alarm["Metrics"]:
+        if "MetricStat" in query:
+            stat, metric = query["MetricStat"], query["MetricStat"]["Metric"]
+            found.append(
+                {
+                    "namespace": metric["Namespace"],
+                    "name": metric["MetricName"],
+                    "dimensions": {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])},
+                    "stat": stat["Stat"],
+                    "period": int(stat["Period"]),
+                }
+            )
+    return found
+
+
+def _alarms_on(template: Template, namespace: str, names: set[str], dimension: str, value: Any) -> list[str]:
+    return [
+        logical_id
+        for logical_id, alarm in _alarms(template).items()
+        if any(
+            m["namespace"] == namespace and m["name"] in names and m["dimensions"].get(dimension) == value
+            for m in _metrics(alarm)
+        )
+    ]
+
+
+@pytest.mark.parametrize("metric", ["Errors", "Throttles"])
+def test_every_function_has_an_errors_and_a_throttles_alarm(template: Template, metric: str) -> None:
+    for function in sam_functions(template):
+        alarms = _alarms_on(template, "AWS/Lambda", {metric}, "FunctionName", {"Ref": function})
+        assert alarms, f"{function}: no {metric} alarm"
+        for logical_id in alarms:
+            alarm = _alarms(template)[logical_id]
+            [lambda_metric] = [m for m in _metrics(alarm) if m["namespace"] == "AWS/Lambda"]
+            assert (lambda_metric["stat"], lambda_metric["period"]) == ("Sum", 300), logical_id
+            assert float(alarm["Threshold"]) == 1, logical_id
+            assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold", logical_id
+
+
+def test_every_queue_of_unfinished_work_has_a_depth_alarm(template: Template) -> None:
+    queues = resources_of(template, "AWS::SQS::Queue")
+    dead_letter_targets = {
+        _queue_of(q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+        for q in queues.values()
+        if "RedrivePolicy" in q.get("Properties", {})
+    }
+    on_failure = {
+        _queue_of(m["Properties"]["DestinationConfig"]["OnFailure"]["Destination"])
+        for m in resources_of(template, "AWS::Lambda::EventSourceMapping").values()
+        if "DestinationConfig" in m["Properties"]
+    }
+    assert set(ALARMED_QUEUES) <= set(queues)
+    assert dead_letter_targets | on_failure <= set(ALARMED_QUEUES)  # a new such queue is added to the list
+    depth = {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"}
+    for queue in ALARMED_QUEUES:
+        alarms = _alarms_on(template, "AWS/SQS", depth, "QueueName", {"Fn::GetAtt": [queue, "QueueName"]})
+        assert alarms, f"{queue}: no depth alarm"
+    for queue in dead_letter_targets:  # nothing leaves a dead-letter queue by itself: one message alarms
+        alarms = _alarms_on(
+            template,
+            "AWS/SQS",
+            {"ApproximateNumberOfMessagesVisible"},
+            "QueueName",
+            {"Fn::GetAtt": [queue, "QueueName"]},
+        )
+        assert any(float(_alarms(template)[a]["Threshold"]) == 1 for a in alarms), queue
+
+
+def test_the_stream_iterator_age_is_alarmed(template: Template) -> None:
+    [logical_id] = _alarms_on(template, "AWS/Lambda", {"IteratorAge"}, "FunctionName", {"Ref": "FanoutFunction"})
+    alarm = _alarms(template)[logical_id]
+    assert alarm["Threshold"] == {"Ref": "IteratorAgeAlarmSeconds"}
+    [returned] = [q for q in alarm["Metrics"] if q.get("ReturnData", True)]
+    assert returned["Expression"].replace(" ", "").endswith("/1000")  # IteratorAge is in milliseconds
+    assert int(parameter_default(template, "IteratorAgeAlarmSeconds")) == 300
+
+
+def test_every_alarm_notifies_the_topic(template: Template) -> None:
+    alarms = _alarms(template)
+    assert len(alarms) >= 2 * len(sam_functions(template)) + len(ALARMED_QUEUES) + 1
+    for logical_id, alarm in alarms.items():
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], logical_id
+        assert alarm["OKActions"] == [{"Ref": "AlarmTopic"}], logical_id
+        assert alarm["TreatMissingData"] == "notBreaching", logical_id
+        description = alarm["AlarmDescription"]
+        text = description if isinstance(description, str) else description["Fn::Sub"]
+        assert "What to do" in text and len(text) <= 1024, logical_id
+
+
+def test_the_alarm_topic(template: Template) -> None:
+    resources = template.resources
+    topic = resources["AlarmTopic"]["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": ["AlarmTopicKey", "Arn"]}
+    key = resources["AlarmTopicKey"]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    cloudwatch_uses_key = [
+        s for s in key["KeyPolicy"]["Statement"] if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(cloudwatch_uses_key[0]["Action"])
+    [policy] = resources_of(template, "AWS::SNS::TopicPolicy").values()
+    assert policy["Properties"]["Topics"] == [{"Ref": "AlarmTopic"}]
+    [publish] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert publish["Principal"] == {"Service": "cloudwatch.amazonaws.com"} and publish["Action"] == "sns:Publish"
+    assert publish["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    [subscription] = resources_of(template, "AWS::SNS::Subscription").values()
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+    assert parameter_default(template, "AlarmEmail") == ""
+    assert template.raw["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}
+
+
+def test_the_alarm_email_is_optional() -> None:
+    without = translate(TEMPLATE)
+    with_email = translate(TEMPLATE, {"AlarmEmail": "oncall@example.com"})
+    from meshanics_local.template import evaluate_conditions
+
+    assert evaluate_conditions(without.translated, without.parameters)["HasAlarmEmail"] is False
+    assert evaluate_conditions(with_email.translated, with_email.parameters)["HasAlarmEmail"] is True
+
+
+# ------------------------------------------------------------------------------- encryption at rest
+def test_every_table_queue_topic_and_bucket_states_its_encryption(template: Template) -> None:
+    sealing_key = {"Fn::GetAtt": ["SealingKey", "Arn"]}
+    checked = 0
+    for logical_id, definition in template.resources.items():
+        props = definition.get("Properties", {})
+        kind = definition["Type"]
+        if kind == "AWS::DynamoDB::Table":
+            sse = props["SSESpecification"]
+            assert sse["SSEEnabled"] is True and sse["SSEType"] == "KMS", logical_id
+            assert sse.get("KMSMasterKeyId") not in (sealing_key, {"Ref": "SealingKey"}), logical_id
+        elif kind == "AWS::SQS::Queue":
+            managed, kms = props.get("SqsManagedSseEnabled") is True, "KmsMasterKeyId" in props
+            assert managed != kms, f"{logical_id}: state SqsManagedSseEnabled: true or a KmsMasterKeyId"
+        elif kind == "AWS::SNS::Topic":
+            assert props.get("KmsMasterKeyId") not in (None, sealing_key, {"Ref": "SealingKey"}), logical_id
+        elif kind == "AWS::S3::Bucket":
+            rules = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            algorithms = {r["ServerSideEncryptionByDefault"]["SSEAlgorithm"] for r in rules}
+            assert algorithms and algorithms <= {"AES256", "aws:kms", "aws:kms:dsse"}, logical_id
+        else:
+            continue
+        checked += 1
+    assert checked >= 8
+
+
+def test_every_skipped_checkov_check_says_why(template: Template) -> None:
+    skipped = 0
+    for logical_id, definition in template.raw["Resources"].items():
+        for skip in definition.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert re.fullmatch(r"CKV2?_AWS_\d+", skip["id"]), logical_id
+            assert len(skip.get("comment", "")) >= 40, f"{logical_id}: {skip['id']} without a reason"
+            skipped += 1
+    assert skipped > 0

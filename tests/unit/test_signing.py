@@ -10,6 +10,8 @@ import sys
 import time
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from meshanics import signing
@@ -135,3 +137,98 @@ def test_signing_module_imports_without_boto3() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- hostile headers: a receiver catching SignatureVerificationError must never see another error --
+NOW = 1_800_000_000
+HEX = "0123456789abcdef" * 4
+ARABIC_INDIC = str.maketrans("0123456789", "".join(chr(0x0660 + d) for d in range(10)))  # isdigit() is True
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (f"t={NOW},v1=é{HEX[1:]}", "malformed signature"),  # compare_digest: TypeError on non-ASCII
+        (f"t={NOW},v1=\U0001f600", "malformed signature"),
+        (f"t={NOW},v1={HEX[:-1]}", "malformed signature"),  # 63 hex digits
+        (f"t={NOW},v1={HEX}0", "malformed signature"),  # 65
+        (f"t={NOW},v1={'g' * 64}", "malformed signature"),
+        (f"t={NOW},v1=", "malformed signature"),
+        ("t=²,v1=" + HEX, "malformed timestamp"),  # '²'.isdigit() is True, int('²') fails
+        ("t=" + str(NOW).translate(ARABIC_INDIC) + ",v1=" + HEX, "malformed timestamp"),  # int() takes them
+        ("t=" + "9" * 5000 + ",v1=" + HEX, "malformed timestamp"),  # int(): more than 4300 digits
+        ("t=" + "1" * 13 + ",v1=" + HEX, "malformed timestamp"),
+        ("t=+1800000000,v1=" + HEX, "malformed timestamp"),
+        ("t=-1,v1=" + HEX, "malformed timestamp"),
+        ("t=1 800,v1=" + HEX, "malformed timestamp"),
+        ("t=,v1=" + HEX, "malformed timestamp"),
+    ],
+)
+def test_verify_refuses_hostile_headers_with_a_verification_error(header: str, reason: str) -> None:
+    with pytest.raises(SignatureVerificationError, match=reason):
+        verify(BODY, header, signing.generate_secret(), now=NOW)
+
+
+@pytest.mark.parametrize("header", [None, b"t=1800000000,v1=00", 1_800_000_000, ["t=1800000000"]])
+def test_verify_refuses_a_header_that_is_not_text(header: object) -> None:
+    with pytest.raises(SignatureVerificationError, match="must be text"):
+        verify(BODY, header, signing.generate_secret(), now=NOW)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("body", ["\ud800", None, 42])
+def test_verify_refuses_a_body_that_is_not_raw_bytes_or_utf8_text(body: object) -> None:
+    secret = signing.generate_secret()
+    header = signing.meshanics_signature([secret], NOW, BODY)
+    with pytest.raises(SignatureVerificationError, match="raw request body"):
+        verify(body, header, secret, now=NOW)  # type: ignore[arg-type]
+
+
+def test_verify_accepts_upper_case_hex_and_whitespace_around_items() -> None:
+    secret = signing.generate_secret()
+    header = signing.meshanics_signature([secret], NOW, BODY)
+    t, v1 = header.split(",")
+    assert verify(BODY, f" {t} , {v1.upper().replace('V1=', 'v1=')} ", secret, now=NOW) == NOW
+
+
+# Header-like text: items of known and unknown keys with well-formed, near-miss and arbitrary values.
+_anything = st.text(st.characters(codec=None, exclude_categories=()), max_size=80)
+_values = st.one_of(
+    st.just(str(NOW)),
+    st.text("0123456789", min_size=1, max_size=14).map(lambda v: str(NOW)[: -len(v)] + v if len(v) < 10 else v),
+    st.text("0123456789abcdefABCDEF", min_size=60, max_size=68),
+    st.text("0123456789\u00b2\u00b3\u00b9 " + "0123456789".translate(ARABIC_INDIC), min_size=1, max_size=16),
+    _anything,
+)
+_items = st.tuples(st.sampled_from(["t", "v1", "v0", " t", "v1 ", "T", ""]), st.sampled_from(["=", "", "=="]), _values)
+_headers = st.lists(_items, max_size=6).map(lambda items: ",".join(k + sep + v for k, sep, v in items))
+_bodies = st.one_of(st.binary(max_size=200), st.text(st.characters(codec=None, exclude_categories=()), max_size=200))
+
+
+@settings(max_examples=400, deadline=None, database=None, derandomize=True)
+@given(header=st.one_of(_headers, _anything), body=_bodies)
+@example(header=f"t={NOW},v1=é", body=BODY)
+@example(header=f"t=²,v1={HEX}", body=BODY)
+@example(header="t=" + "1" * 5000 + f",v1={HEX}", body=BODY)
+def test_verify_raises_nothing_but_verification_errors(header: str, body: bytes | str) -> None:
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    try:
+        timestamp = verify(body, header, secret, now=NOW)
+    except SignatureVerificationError:
+        return
+    assert timestamp == NOW  # only a genuine signature passes, and none is generated here
+    raise AssertionError(f"an unsigned header was accepted: {header!r}")
+
+
+@settings(max_examples=200, deadline=None, database=None, derandomize=True)
+@given(body=_bodies, extra=st.lists(_values, max_size=3), tolerance=st.integers(0, 10**6))
+def test_a_genuine_signature_still_verifies_among_hostile_neighbours(
+    body: bytes | str, extra: list[str], tolerance: int
+) -> None:
+    secret = signing.generate_secret()
+    try:
+        raw = body.encode() if isinstance(body, str) else body
+    except UnicodeEncodeError:
+        return  # not a body anyone could have signed
+    header = signing.meshanics_signature([secret], NOW, raw)
+    hostile = header + "".join(f",x-{i}={v}" for i, v in enumerate(extra) if "," not in v)
+    assert verify(body, hostile, secret, tolerance=tolerance, now=NOW) == NOW

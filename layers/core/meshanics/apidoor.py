@@ -21,6 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 
+from meshanics import untrusted
 from meshanics.errors import Forbidden, MeshanicsError, Unauthenticated
 
 log = logging.getLogger("meshanics.api")
@@ -212,7 +213,9 @@ def json_body_refusal(event: dict[str, Any]) -> dict[str, Any] | None:
 
     Checked ahead of Powertools, which would otherwise parse multipart and form bodies too (and fail
     with a 500 on a malformed one), take an array's first item for the object it wants (it unwraps
-    lists for fields that are not sequences), and fail with a 500 on JSON nested too deeply to parse.
+    lists for fields that are not sequences), and fail with a 500 on JSON it cannot parse: nested
+    too deeply, or holding an integer past Python's 4,300-digit limit. A lone UTF-16 surrogate
+    (`"\\ud800"`) is refused here too: it parses, then fails wherever it is written as UTF-8.
     """
     raw = event.get("body")
     if not raw:
@@ -223,11 +226,15 @@ def json_body_refusal(event: dict[str, Any]) -> dict[str, Any] | None:
         return proxy_error(415, "unsupported_media_type", "the request body must be application/json")
     try:
         text = base64.b64decode(raw) if event.get("isBase64Encoded") else str(raw)
-        parsed = json.loads(text)
-    except RecursionError:
-        return proxy_error(400, "invalid_json", "the request body is nested too deeply")
-    except (ValueError, binascii.Error):
-        return None  # not JSON: the resolver answers invalid_json
+        parsed = untrusted.loads(text)
+    except binascii.Error:
+        return None  # not base64: the resolver answers invalid_json
+    except untrusted.Unparseable as error:
+        if error.kind == "syntax":
+            return None  # not JSON: the resolver answers invalid_json (routes without a body ignore it)
+        if error.kind == "depth":
+            return proxy_error(400, "invalid_json", "the request body is nested too deeply")
+        return proxy_error(400, "invalid_request", error.message, error.field)
     if isinstance(parsed, list):
         return proxy_error(400, "invalid_request", "the request body must be a JSON object")
     return None
@@ -241,11 +248,12 @@ def _lower_content_type(event: dict[str, Any]) -> None:
                 headers[name] = [str(v).lower() for v in value] if isinstance(value, list) else str(value).lower()
 
 
-def proxy_error(status: int, code: str, message: str) -> dict[str, Any]:
+def proxy_error(status: int, code: str, message: str, field: str | None = None) -> dict[str, Any]:
     """An error as an API Gateway proxy response, for answers given before the resolver runs."""
+    error = {"code": code, "message": message} | ({"field": field} if field else {})
     return {
         "statusCode": status,
         "multiValueHeaders": {"Content-Type": [content_types.APPLICATION_JSON]},
-        "body": json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")),
+        "body": json.dumps({"error": error}, separators=(",", ":")),
         "isBase64Encoded": False,
     }

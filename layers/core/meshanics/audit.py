@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from meshanics import catalog, dynamo
 from meshanics.envelope import AuditRecord
 from meshanics.errors import InvalidInput, LimitExceeded, MeshanicsError
@@ -152,8 +154,15 @@ class AuditLog:
             for r in records
         ]
         if len(puts) == 1:
-            self._client().put_item(**puts[0])
-        else:  # a batch is written all or nothing
+            try:
+                self._client().put_item(**puts[0], ReturnValuesOnConditionCheckFailure="ALL_OLD")
+            except ClientError as error:
+                # Our own write, its answer lost and retried by the SDK, is already there: written.
+                old: dict[str, Any] = dict(error.response.get("Item") or {})  # type: ignore[call-overload]
+                found = old.get("event_id", {}).get("S")
+                if error.response["Error"]["Code"] != "ConditionalCheckFailedException" or found != records[0].event_id:
+                    raise
+        else:  # a batch is written all or nothing (the SDK's idempotency token makes its retries safe)
             self._client().transact_write_items(TransactItems=[{"Put": put} for put in puts])
         return records
 
@@ -176,6 +185,23 @@ class AuditLog:
         )
         item = dynamo.from_item(response.get("Item", {}))
         return int(item.get("sequence", 0))
+
+    def between(self, tenant_id: str, first: int, last: int) -> list[AuditRecord]:
+        """The tenant's records with first <= sequence <= last, in order, read consistently."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._audit_table,
+            "KeyConditionExpression": "tenant_id = :tenant AND #seq BETWEEN :first AND :last",
+            "ExpressionAttributeNames": {"#seq": "sequence"},
+            "ExpressionAttributeValues": dynamo.to_item({":tenant": tenant_id, ":first": first, ":last": last}),
+            "ConsistentRead": True,
+        }
+        records: list[AuditRecord] = []
+        while True:
+            response = self._client().query(**kwargs)
+            records.extend(record_from_item(dynamo.from_item(item)) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return records
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def get(self, tenant_id: str, sequence: int) -> AuditRecord | None:
         response = self._client().get_item(

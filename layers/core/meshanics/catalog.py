@@ -309,6 +309,18 @@ _TYPES: tuple[EventType, ...] = (
         "A webhook endpoint's signing secret was rotated.",
         (_WEBHOOK_ID, _t("previous_secret_expires_at", "end of the overlap window (RFC 3339)")),
     ),
+    EventType(
+        "webhook.fanout_failed",
+        "webhooks",
+        "Events of this tenant could not be fanned out to its endpoints after every retry; an operator "
+        "was alerted. Recorded in the audit log only (never delivered, so it cannot loop).",
+        (
+            _i("first_sequence", "first audit sequence of the affected range", required=True),
+            _i("last_sequence", "last audit sequence of the affected range", required=True),
+            _s("reason", "why the range could not be fanned out"),
+        ),
+        subscribable=False,
+    ),
     # test deliveries
     EventType(
         "test.ping",

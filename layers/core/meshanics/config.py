@@ -58,6 +58,15 @@ class Settings:
         return self._get("DELIVERY_DLQ_URL")
 
     @cached_property
+    def fanout_failure_queue_url(self) -> str:
+        return self._get("FANOUT_FAILURE_QUEUE_URL")
+
+    @cached_property
+    def fanout_recovery_max_receives(self) -> int:
+        """The failure queue's maxReceiveCount: the receive on which recovery records a give-up."""
+        return self._int("FANOUT_RECOVERY_MAX_RECEIVES", 5)
+
+    @cached_property
     def sealing_key_id(self) -> str:
         return self._get("SEALING_KEY_ID")
 
@@ -73,7 +82,13 @@ class Settings:
         if bound != len(schedule):
             raise ConfigurationError(
                 f"DELIVERY_MAX_ATTEMPTS ({bound}) must equal the number of delays in "
-                f"DELIVERY_RETRY_SCHEDULE ({len(schedule)}); it is also the queue's maxReceiveCount"
+                f"DELIVERY_RETRY_SCHEDULE ({len(schedule)})"
+            )
+        receives = self._int("DELIVERY_MAX_RECEIVES", bound + 10)
+        if receives <= bound:
+            raise ConfigurationError(
+                f"DELIVERY_MAX_RECEIVES ({receives}, the queue's maxReceiveCount) must be above "
+                f"DELIVERY_MAX_ATTEMPTS ({bound}): it is a backstop for crashes, not the attempt bound"
             )
         return schedule
 
@@ -84,6 +99,11 @@ class Settings:
     @cached_property
     def read_timeout(self) -> float:
         return self._int("DELIVERY_READ_TIMEOUT_MS", 10000) / 1000
+
+    @cached_property
+    def delivery_deadline(self) -> float:
+        """Seconds one attempt may take in all (connect, send, answer)."""
+        return self._int("DELIVERY_DEADLINE_MS", 15000) / 1000
 
     @cached_property
     def delivery_concurrency(self) -> int:

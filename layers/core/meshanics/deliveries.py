@@ -3,6 +3,12 @@
 A record is created `pending` with the envelope's exact serialized string; that string travels in
 the SQS job and is what every attempt and replay signs and sends. Its id is derived from the
 endpoint and the event's sequence, so a redelivered stream record cannot create a second one.
+
+The record is the authority on attempts: `attempt_count` counts POSTs made, `attempt_base` is the
+count when the current run of the retry schedule began (0, or the count at a replay), and every
+attempt is recorded with a condition on the state the deliverer read, so two copies of one job
+never both advance it. Failed records carry a sparse index entry (`failed` index, sharded) from
+which the sweep replays them once their endpoint delivers again.
 """
 
 from __future__ import annotations
@@ -12,18 +18,19 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
 from meshanics import dynamo
 from meshanics.clock import now_iso
-from meshanics.errors import Conflict, NotFound
+from meshanics.errors import NotFound
 
 Status = Literal["pending", "delivered", "failed"]
 STATUSES: tuple[Status, ...] = ("pending", "delivered", "failed")
-UNSENT_SHARDS = 8
+FAILED_SHARDS = 8
+FAILED_INDEX = "failed"
 MAX_ERROR = 300
 MAX_REPLAYS = 20
 _DELIVERY_ID = re.compile(r"^dlv_([0-9a-f]{24})_([1-9][0-9]{0,18})$")
@@ -129,6 +136,24 @@ class Delivery:
     replays: int = 0
     attempts: tuple[Attempt, ...] = field(default_factory=tuple)
 
+    @property
+    def attempt_base(self) -> int:
+        """The attempt count when the current run of the retry schedule began."""
+        return self.job.attempt_base
+
+    def accepts(self, job: DeliveryJob) -> bool:
+        """Whether `job` may make the next attempt of this delivery.
+
+        A pending delivery takes the job of its current run. A failed one takes a replay's job: one
+        that starts a new run at the current count (its record may not say pending yet). Anything
+        else is a stale copy: a job of an earlier run, or a duplicate of one that already finished.
+        """
+        if self.status == "pending":
+            return job.attempt_base == self.attempt_base
+        if self.status == "failed":
+            return job.attempt_base == self.attempt_count and self.replays < MAX_REPLAYS
+        return False
+
     def public(self, *, detail: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": self.job.delivery_id,
@@ -152,9 +177,9 @@ class Delivery:
         return body
 
 
-def _shard(job: DeliveryJob) -> str:
+def _failed_shard(job: DeliveryJob) -> str:
     digest = hashlib.sha256(f"{job.tenant_id}/{job.delivery_id}".encode()).digest()
-    return f"UNSENT#{digest[0] % UNSENT_SHARDS}"
+    return f"FAILED#{digest[0] % FAILED_SHARDS}"
 
 
 def _from_item(item: Mapping[str, Any]) -> Delivery:
@@ -193,6 +218,15 @@ def _from_item(item: Mapping[str, Any]) -> Delivery:
     )
 
 
+def _holds(error: ClientError, attempt: Attempt) -> bool:
+    """Whether the item a failed condition returned (ALL_OLD) already holds `attempt`."""
+    item: dict[str, Any] = dict(error.response.get("Item") or {})  # type: ignore[call-overload]
+    if "attempts" not in item:
+        return False
+    recorded = dynamo.from_item({"attempts": item["attempts"]})["attempts"]
+    return any(a.get("attempt") == attempt.number and a.get("at") == attempt.at for a in recorded)
+
+
 class DeliveryStore:
     def __init__(self, client: Callable[[], Any], table: str, *, retention_days: int) -> None:
         self._client = client
@@ -204,106 +238,115 @@ class DeliveryStore:
 
     def _new_item(self, job: DeliveryJob, now: float) -> dict[str, Any]:
         created = now_iso(now)
-        return dynamo.to_item(
-            {
-                "pk": dynamo.deliveries_pk(job.tenant_id, job.endpoint_id),
-                "sk": dynamo.delivery_sk(job.sequence),
-                "kind": "delivery",
-                "tenant_id": job.tenant_id,
-                "endpoint_id": job.endpoint_id,
-                "sequence": job.sequence,
-                "event_type": job.event_type,
-                "idempotency_key": job.idempotency_key,
-                "body": job.body,
-                "status": "pending",
-                "attempt_count": 0,
-                "attempt_base": job.attempt_base,
-                "created_at": created,
-                "updated_at": created,
-                "expires_at": int(now) + self._retention,
-                # Sparse index of jobs not yet attempted: the sweeper re-sends any left behind.
-                "gsi1pk": _shard(job),
-                "gsi1sk": created,
-            }
-        )
+        return {
+            "pk": dynamo.deliveries_pk(job.tenant_id, job.endpoint_id),
+            "sk": dynamo.delivery_sk(job.sequence),
+            "kind": "delivery",
+            "tenant_id": job.tenant_id,
+            "endpoint_id": job.endpoint_id,
+            "sequence": job.sequence,
+            "event_type": job.event_type,
+            "idempotency_key": job.idempotency_key,
+            "body": job.body,
+            "status": "pending",
+            "attempt_count": 0,
+            "attempt_base": job.attempt_base,
+            "created_at": created,
+            "updated_at": created,
+            "expires_at": int(now) + self._retention,
+        }
 
-    def create_pending(self, jobs: Sequence[DeliveryJob]) -> list[DeliveryJob]:
-        """Create records for the jobs that have none yet; return those (the ones to enqueue).
+    def create_pending(self, jobs: Sequence[DeliveryJob]) -> tuple[list[DeliveryJob], int]:
+        """Create the records the jobs need; return (the jobs to enqueue, how many were already done).
 
-        A job whose record already exists (a redelivered stream record) is left out, so it is not
-        enqueued a second time. Existing records are looked up first (BatchGetItem, 100 keys a
-        call) and the new ones written in batches of 25: a check then a write is safe here because
-        the records of a stream shard are fanned out by one invocation at a time (the mapping's
-        ParallelizationFactor is 1), so no other writer creates the same record in between.
+        A job whose record exists and was never attempted is enqueued again: its first fan-out may
+        have stopped between writing the record and sending the job (a duplicate job is harmless,
+        the deliverer drops copies). One whose record was attempted already is left out. Existing
+        records are looked up first (BatchGetItem) and the new ones written in batches of 25: a
+        check then a write is safe because a stream shard's records are fanned out by one
+        invocation at a time (ParallelizationFactor 1), so nobody creates the same record in between.
         """
         if not jobs:
-            return []
-        existing = self._existing([self._key(j.tenant_id, j.endpoint_id, j.sequence) for j in jobs])
-        new = [
-            j
-            for j in jobs
-            if (dynamo.deliveries_pk(j.tenant_id, j.endpoint_id), dynamo.delivery_sk(j.sequence)) not in existing
-        ]
-        now = time.time()
-        for chunk in dynamo.chunks(new, 25):
-            request: dict[str, Any] = {
-                self._table: [{"PutRequest": {"Item": self._new_item(job, now)}} for job in chunk]
-            }
-            for pause in (0.0, 0.05, 0.1, 0.2, 0.4, 0.8):
-                time.sleep(pause)
-                request = self._client().batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
-                if not request:
-                    break
-            else:
-                raise RuntimeError("DynamoDB left delivery records unprocessed after retries")
-        return new
-
-    def _existing(self, keys: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
-        found: set[tuple[str, str]] = set()
-        for chunk in dynamo.chunks(keys, 100):
-            request: dict[str, Any] = {
-                self._table: {"Keys": list(chunk), "ProjectionExpression": "pk, sk", "ConsistentRead": True}
-            }
-            for pause in (0.0, 0.05, 0.1, 0.2, 0.4, 0.8):
-                time.sleep(pause)
-                response = self._client().batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self._table, []):
-                    found.add((item["pk"]["S"], item["sk"]["S"]))
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-            else:
-                raise RuntimeError("DynamoDB left delivery lookups unprocessed after retries")
-        return found
-
-    def delete_unsent(self, job: DeliveryJob) -> None:
-        """Undo a record whose job could not be enqueued (so a retried fan-out recreates both)."""
-        self._client().delete_item(
-            TableName=self._table,
-            Key=self._key(job.tenant_id, job.endpoint_id, job.sequence),
-            ConditionExpression="attempt_count = :zero AND #status = :pending",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues=dynamo.to_item({":zero": 0, ":pending": "pending"}),
+            return [], 0
+        jobs = list({j.delivery_id: j for j in jobs}.values())  # a record repeated in one batch
+        existing = dynamo.batch_get(
+            self._client(),
+            self._table,
+            [self._key(j.tenant_id, j.endpoint_id, j.sequence) for j in jobs],
+            projection="pk, sk, #status, attempt_count",
+            names={"#status": "status"},
         )
+        now = time.time()
+        new: list[DeliveryJob] = []
+        unattempted: list[DeliveryJob] = []
+        for job in jobs:
+            found = existing.get(
+                (dynamo.deliveries_pk(job.tenant_id, job.endpoint_id), dynamo.delivery_sk(job.sequence))
+            )
+            if found is None:
+                new.append(job)
+            elif found["status"]["S"] == "pending" and found["attempt_count"]["N"] == "0":
+                unattempted.append(job)
+        dynamo.batch_write(
+            self._client(),
+            self._table,
+            [{"PutRequest": {"Item": dynamo.to_item(self._new_item(job, now))}} for job in new],
+        )
+        return new + unattempted, len(jobs) - len(new) - len(unattempted)
 
-    def create_direct(self, job: DeliveryJob) -> None:
-        """A record for a job sent at once by the caller (test deliveries), outside the sweeper."""
+    def get_many(self, jobs: Sequence[DeliveryJob]) -> dict[str, Delivery]:
+        """The records of `jobs` by delivery id (read consistently); missing ones are absent.
+
+        Raises StoreThrottled rather than report a throttled record as missing.
+        """
+        unique = {j.delivery_id: j for j in jobs}.values()
+        items = dynamo.batch_get(
+            self._client(), self._table, [self._key(j.tenant_id, j.endpoint_id, j.sequence) for j in unique]
+        )
+        found = (_from_item(item) for item in items.values())
+        return {d.job.delivery_id: d for d in found}
+
+    def record_test(self, job: DeliveryJob, attempt: Attempt) -> None:
+        """A test delivery, written once with its only attempt (made before: a test that dies
+        mid-POST leaves no record behind, and its API call fails for the caller to retry)."""
         item = self._new_item(job, time.time())
-        item.pop("gsi1pk")
-        item.pop("gsi1sk")
-        self._client().put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        item |= {
+            "status": attempt.outcome,
+            "attempt_count": attempt.number,
+            "updated_at": attempt.at,
+            "attempts": [attempt.as_dict()],
+            "last_status_code": attempt.status_code,
+            "last_error": attempt.error,
+        }
+        if attempt.outcome == "delivered":
+            item["delivered_at"] = attempt.at
+        try:
+            self._client().put_item(
+                TableName=self._table,
+                Item=dynamo.to_item(item),
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            # Only our own earlier write (its answer lost, the SDK retried) may already be there.
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException" or not _holds(error, attempt):
+                raise
 
-    def _attempt_update(self, result: AttemptResult) -> dict[str, Any]:
-        """The UpdateItem parameters that append an attempt and set the resulting status."""
+    def _attempt_update(self, result: AttemptResult, seen: Delivery) -> dict[str, Any]:
+        """The UpdateItem parameters that append an attempt and set the resulting status, if the
+        record is still as `seen` (no other copy of the job recorded an attempt in between)."""
         job, attempt, status = result.job, result.attempt, result.status
         sets: dict[str, Any] = {
             "status": status,
             "attempt_count": attempt.number,
+            "attempt_base": job.attempt_base,
             "updated_at": attempt.at,
             "last_status_code": attempt.status_code,
             "last_error": attempt.error,
         }
         removes = ["gsi1pk", "gsi1sk"]
+        if seen.status == "failed":
+            sets["replays"] = seen.replays + 1  # a replay's job that arrived before its record said so
         if status == "delivered":
             sets["delivered_at"] = attempt.at
             removes.append("next_attempt_at")
@@ -311,39 +354,49 @@ class DeliveryStore:
             sets["next_attempt_at"] = result.next_attempt_at
         else:
             removes.append("next_attempt_at")
+        if status == "failed":
+            removes.remove("gsi1pk")
+            removes.remove("gsi1sk")
+            sets["gsi1pk"] = _failed_shard(job)
+            sets["gsi1sk"] = attempt.at
         for name in ("last_status_code", "last_error"):
             if sets[name] is None:
                 sets.pop(name)
                 removes.append(name)
         expression, names, values = dynamo.update_expression(sets, removes)
         names["#attempts"] = "attempts"
+        names["#count"] = "attempt_count"
+        names["#st"] = "status"
         values[":attempt"] = dynamo.to_value([attempt.as_dict()])
         values[":empty"] = dynamo.to_value([])
+        values[":seen_count"] = dynamo.to_value(seen.attempt_count)
+        values[":seen_status"] = dynamo.to_value(seen.status)
         expression = expression.replace(
             "SET ", "SET #attempts = list_append(if_not_exists(#attempts, :empty), :attempt), ", 1
         )
-        # A delivered record is never turned back to pending or failed by a late duplicate job.
-        condition = "attribute_exists(pk)"
-        if status != "delivered":
-            condition += " AND #st <> :delivered"
-            names["#st"] = "status"
-            values[":delivered"] = dynamo.to_value("delivered")
         return {
             "TableName": self._table,
             "Key": self._key(job.tenant_id, job.endpoint_id, job.sequence),
             "UpdateExpression": expression,
-            "ConditionExpression": condition,
+            "ConditionExpression": "#count = :seen_count AND #st = :seen_status",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
 
-    def record_attempt(self, result: AttemptResult) -> bool:
-        """Append an attempt and set the resulting status in one write; False if the record is gone."""
+    def record_attempt(self, result: AttemptResult, seen: Delivery) -> bool:
+        """Append an attempt and set the resulting status in one write; False if the record changed
+        since it was read as `seen` (another copy of the job got there first).
+
+        A write whose answer was lost and that the SDK then retried finds its own attempt already
+        there: that is success, not a change by someone else.
+        """
         try:
-            self._client().update_item(**self._attempt_update(result))
+            self._client().update_item(
+                **self._attempt_update(result, seen), ReturnValuesOnConditionCheckFailure="ALL_OLD"
+            )
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
+                return _holds(error, result.attempt)
             raise
         return True
 
@@ -353,16 +406,50 @@ class DeliveryStore:
             self._client().update_item(
                 TableName=self._table,
                 Key=self._key(job.tenant_id, job.endpoint_id, job.sequence),
-                UpdateExpression="SET #status = :failed, last_error = :error, updated_at = :now "
-                "REMOVE next_attempt_at, gsi1pk, gsi1sk",
+                UpdateExpression="SET #status = :failed, last_error = :error, updated_at = :now, "
+                "gsi1pk = :shard, gsi1sk = :now REMOVE next_attempt_at",
                 ConditionExpression="#status = :pending",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=dynamo.to_item(
-                    {":failed": "failed", ":pending": "pending", ":error": error[:MAX_ERROR], ":now": now_iso()}
+                    {
+                        ":failed": "failed",
+                        ":pending": "pending",
+                        ":error": error[:MAX_ERROR],
+                        ":now": now_iso(),
+                        ":shard": _failed_shard(job),
+                    }
                 ),
             )
         except ClientError as error_:
             if error_.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def reopen(self, delivery: Delivery) -> bool:
+        """Show a failed delivery as pending once its replay's job is queued; False if it changed
+        since it was read (the job may already have run: nothing to do)."""
+        try:
+            self._client().update_item(
+                TableName=self._table,
+                Key=self._key(delivery.job.tenant_id, delivery.job.endpoint_id, delivery.job.sequence),
+                UpdateExpression="SET #status = :pending, replays = if_not_exists(replays, :zero) + :one, "
+                "attempt_base = attempt_count, updated_at = :now REMOVE next_attempt_at, gsi1pk, gsi1sk",
+                ConditionExpression="#status = :failed AND attempt_count = :count",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=dynamo.to_item(
+                    {
+                        ":pending": "pending",
+                        ":failed": "failed",
+                        ":zero": 0,
+                        ":one": 1,
+                        ":now": now_iso(),
+                        ":count": delivery.attempt_count,
+                    }
+                ),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
             raise
         return True
@@ -425,63 +512,23 @@ class DeliveryStore:
                 return found, None
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    def unsent(self, *, older_than: float, limit: int = 500) -> list[DeliveryJob]:
-        """Jobs recorded but never attempted since before `older_than` (epoch seconds)."""
-        jobs: list[DeliveryJob] = []
-        cutoff = now_iso(older_than)
-        for shard in range(UNSENT_SHARDS):
+    def failed(self, *, limit: int) -> list[Delivery]:
+        """Failed deliveries from the sparse `failed` index, oldest failure first within each shard."""
+        found: list[Delivery] = []
+        for shard in range(FAILED_SHARDS):
             kwargs: dict[str, Any] = {
                 "TableName": self._table,
-                "IndexName": "unsent",
-                "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk < :cutoff",
-                "ExpressionAttributeValues": dynamo.to_item({":pk": f"UNSENT#{shard}", ":cutoff": cutoff}),
+                "IndexName": FAILED_INDEX,
+                "KeyConditionExpression": "gsi1pk = :pk",
+                "ExpressionAttributeValues": dynamo.to_item({":pk": f"FAILED#{shard}"}),
             }
-            while len(jobs) < limit:
+            while len(found) < limit:
                 response = self._client().query(**kwargs)
-                jobs.extend(_from_item(i).job for i in response.get("Items", []))
+                found.extend(_from_item(i) for i in response.get("Items", []))
                 if "LastEvaluatedKey" not in response:
                     break
                 kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        return jobs[:limit]
-
-    def touch_unsent(self, job: DeliveryJob) -> None:
-        """Move a re-sent job to the back of the sweeper's index."""
-        try:
-            self._client().update_item(
-                TableName=self._table,
-                Key=self._key(job.tenant_id, job.endpoint_id, job.sequence),
-                UpdateExpression="SET gsi1sk = :now",
-                ConditionExpression="attribute_exists(gsi1pk)",
-                ExpressionAttributeValues=dynamo.to_item({":now": now_iso()}),
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-
-    def reopen_for_replay(self, tenant_id: str, delivery_id_: str) -> DeliveryJob:
-        """Turn a failed delivery back to pending for a replay; its job continues the attempt count."""
-        delivery = self.get(tenant_id, delivery_id_)
-        if delivery.status != "failed":
-            raise Conflict(f"only failed deliveries can be replayed; this one is {delivery.status}")
-        if delivery.replays >= MAX_REPLAYS:
-            raise Conflict(f"this delivery was already replayed {MAX_REPLAYS} times")
-        try:
-            self._client().update_item(
-                TableName=self._table,
-                Key=self._key(tenant_id, delivery.job.endpoint_id, delivery.job.sequence),
-                UpdateExpression="SET #status = :pending, replays = if_not_exists(replays, :zero) + :one, "
-                "attempt_base = attempt_count, updated_at = :now REMOVE next_attempt_at",
-                ConditionExpression="#status = :failed",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=dynamo.to_item(
-                    {":pending": "pending", ":failed": "failed", ":zero": 0, ":one": 1, ":now": now_iso()}
-                ),
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise Conflict("the delivery changed while replaying; read it again") from None
-            raise
-        return replace(delivery.job, attempt_base=delivery.attempt_count)
+        return found[:limit]
 
     def failed_for_endpoint(
         self, tenant_id: str, endpoint_id: str, *, since: str | None, limit: int

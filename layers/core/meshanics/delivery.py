@@ -2,8 +2,15 @@
 
 2xx is delivered. Anything else (non-2xx, a redirect, a timeout, a reset, an egress refusal) is a
 failed attempt: retried after the schedule's next delay (at least the receiver's Retry-After on a
-429/503) by hiding the job in the queue, or, after the last attempt, marked failed with the job left
-to the dead-letter queue for replay. Every attempt is recorded with a short error, never the body.
+429/503) by hiding the job in the queue, or, after the last attempt of the run, marked failed (the
+record keeps everything a replay needs) and the job deleted. Every attempt is recorded with a short
+error, never the body.
+
+The delivery record decides: a job is attempted only if its record accepts it (a copy of a job that
+already finished is dropped unsent), the attempt number comes from the record's count, not from how
+often SQS handed the job over, and transient AWS failures (throttling, a KMS hiccup) leave the job
+queued without charging an attempt. Each attempt has a whole-request deadline, and a batch stops
+starting attempts when the invocation's time runs short: what it could not start goes back at once.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import urllib3
 from urllib3.exceptions import (
@@ -25,9 +32,9 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from meshanics import backoff, egress, signing
+from meshanics import aws, backoff, egress, signing
 from meshanics.clock import now_iso
-from meshanics.deliveries import Attempt, AttemptResult, DeliveryJob, DeliveryStore, Status
+from meshanics.deliveries import Attempt, AttemptResult, Delivery, DeliveryJob, DeliveryStore
 from meshanics.endpoints import Endpoint, EndpointStore
 from meshanics.envelope import SPEC_VERSION
 from meshanics.errors import EgressRefused
@@ -41,6 +48,12 @@ DRAIN_SECONDS = 1.0
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
+# Time kept back from the invocation's remaining time to record attempts and postpone retries.
+BATCH_MARGIN_SECONDS = 3.0
+# How long a job that met a transient AWS failure stays hidden before it is tried again.
+TRANSIENT_RETRY_SECONDS = 10
+
+
 @dataclass(frozen=True)
 class SendResult:
     ok: bool
@@ -52,51 +65,50 @@ class SendResult:
 
 class Sender(Protocol):
     def __call__(
-        self, url: str, body: bytes, headers: dict[str, str], *, allow_private_network: bool
+        self, url: str, body: bytes, headers: dict[str, str], *, allow_private_network: bool, deadline: float
     ) -> SendResult: ...
 
 
 class HttpSender:
-    """POSTs through the shared, guarded keep-alive pools; never follows redirects."""
+    """POSTs through the shared, guarded keep-alive pools; never follows redirects.
+
+    `deadline` bounds the whole request (connect, send, status line, headers and the drained body);
+    the connect and read timeouts bound each step within it.
+    """
 
     def __init__(self, *, connect_timeout: float, read_timeout: float) -> None:
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
         self._drain_seconds = min(read_timeout, DRAIN_SECONDS)
 
-    def __call__(self, url: str, body: bytes, headers: dict[str, str], *, allow_private_network: bool) -> SendResult:
+    def __call__(
+        self, url: str, body: bytes, headers: dict[str, str], *, allow_private_network: bool, deadline: float
+    ) -> SendResult:
         policy = egress.EgressPolicy(allow_private_network=allow_private_network, require_https=True)
         started = time.perf_counter()
 
         def elapsed() -> int:
             return round((time.perf_counter() - started) * 1000)
 
-        try:
-            response = egress.pool_manager(policy).request(
-                "POST",
-                url,
-                body=body,
-                headers=headers,
-                timeout=self._timeout,
-                redirect=False,
-                retries=False,
-                preload_content=False,
-            )
-        except EgressRefused as refused:
-            return SendResult(False, None, elapsed(), f"refused by egress guard: {refused.message}")
-        except ConnectTimeoutError:
-            return SendResult(False, None, elapsed(), f"connect timeout after {self._timeout.connect_timeout}s")
-        except ReadTimeoutError:
-            return SendResult(False, None, elapsed(), f"no response within {self._timeout.read_timeout}s")
-        except NewConnectionError as error:
-            return SendResult(False, None, elapsed(), _short(f"connection failed: {_reason(error)}"))
-        except SSLError as error:
-            return SendResult(False, None, elapsed(), _short(f"TLS error: {_reason(error)}"))
-        except ProtocolError as error:
-            return SendResult(False, None, elapsed(), _short(f"connection error: {_reason(error)}"))
-        except HTTPError as error:
-            return SendResult(False, None, elapsed(), _short(f"HTTP error: {_reason(error)}"))
-        status = response.status
-        self._discard_body(response)
+        with egress.request_deadline(deadline) as limit:
+            try:
+                response = egress.pool_manager(policy).request(
+                    "POST",
+                    url,
+                    body=body,
+                    headers=headers,
+                    timeout=self._timeout,
+                    redirect=False,
+                    retries=False,
+                    preload_content=False,
+                )
+            except EgressRefused as refused:
+                return SendResult(False, None, elapsed(), f"refused by egress guard: {refused.message}")
+            except HTTPError as error:
+                if limit.expired:
+                    return SendResult(False, None, elapsed(), f"no complete answer within the {deadline:g}s deadline")
+                return SendResult(False, None, elapsed(), self._describe(error))
+            status = response.status
+            self._discard_body(response)
         duration = elapsed()
         if 200 <= status < 300:
             return SendResult(True, status, duration, None)
@@ -109,6 +121,19 @@ class HttpSender:
         else:
             summary = f"receiver answered {status} {response.reason or ''}".strip()
         return SendResult(False, status, duration, _short(summary), retry_after)
+
+    def _describe(self, error: HTTPError) -> str:
+        if isinstance(error, NewConnectionError):  # a subclass of ConnectTimeoutError: test it first
+            return _short(f"connection failed: {_reason(error)}")
+        if isinstance(error, ConnectTimeoutError):
+            return f"connect timeout after {self._timeout.connect_timeout}s"
+        if isinstance(error, ReadTimeoutError):
+            return f"no response within {self._timeout.read_timeout}s"
+        if isinstance(error, SSLError):
+            return _short(f"TLS error: {_reason(error)}")
+        if isinstance(error, ProtocolError):
+            return _short(f"connection error: {_reason(error)}")
+        return _short(f"HTTP error: {_reason(error)}")
 
     def _discard_body(self, response: urllib3.BaseHTTPResponse) -> None:
         """Read and drop a small body so the connection is reused; close on a large or slow one.
@@ -144,21 +169,32 @@ class QueuedJob:
     """A job as received from the queue."""
 
     job: DeliveryJob
-    receive_count: int
     receipt_handle: str
+
+
+OutcomeStatus = Literal["delivered", "failed", "retrying", "dropped", "released"]
 
 
 @dataclass(frozen=True)
 class Outcome:
-    result: AttemptResult
-    # Done with: delete the job. Otherwise SQS delivers it again after `retry_in` seconds (a
-    # scheduled retry) or, after the last attempt, moves it to the dead-letter queue.
-    settled: bool
-    retry_in: int | None = None
+    """What became of one job of a batch.
 
-    @property
-    def status(self) -> Status:
-        return self.result.status
+    `done`: delete the job from the queue. Otherwise it stays queued and comes back after
+    `retry_in` seconds (its visibility is changed), or after the queue's visibility timeout when
+    `retry_in` is None.
+    """
+
+    status: OutcomeStatus
+    done: bool
+    retry_in: int | None = None
+    attempt: Attempt | None = None
+
+
+def _released(seconds: int) -> Outcome:
+    return Outcome("released", done=False, retry_in=seconds)
+
+
+DROPPED = Outcome("dropped", done=True)
 
 
 class Deliverer:
@@ -171,6 +207,7 @@ class Deliverer:
         queue: DeliveryQueue | None,
         schedule: tuple[int, ...],
         sender: Sender,
+        attempt_deadline: float,
         concurrency: int = 10,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -180,97 +217,146 @@ class Deliverer:
         self._queue = queue
         self._schedule = schedule
         self._send = sender
+        self._attempt_deadline = attempt_deadline
         self._clock = clock
         # One bounded pool per container: a batch's POSTs run concurrently over kept-alive connections.
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver")
 
-    def deliver_batch(self, queued: Sequence[QueuedJob]) -> list[Outcome | None]:
+    def deliver_batch(self, queued: Sequence[QueuedJob], *, deadline: float) -> list[Outcome]:
         """Attempt every job of an SQS batch concurrently, record each attempt, schedule retries.
 
-        AWS calls for a batch of n: one BatchGetItem for the endpoints, n UpdateItems (each made as
-        soon as its POST returns, overlapping the others), and one ChangeMessageVisibilityBatch if
-        anything must be retried. A job whose attempt could not be recorded (a storage error) gives
-        None: it stays queued and comes back after the queue's visibility timeout, alone.
+        `deadline` (time.monotonic()) is when the last attempt must have ended; a job that cannot
+        start in time is released unattempted. AWS calls for a batch of n: two BatchGetItem (the
+        endpoints, the records), n UpdateItems (each right after its POST, overlapping the others),
+        and one ChangeMessageVisibilityBatch if anything must wait.
         """
-        endpoints = self._endpoints.get_many((q.job.tenant_id, q.job.endpoint_id) for q in queued)
+        try:
+            endpoints = self._endpoints.get_many((q.job.tenant_id, q.job.endpoint_id) for q in queued)
+            records = self._deliveries.get_many([q.job for q in queued])
+        except Exception as error:
+            if not aws.is_transient(error):
+                raise
+            log.warning("could not read the batch's records (%s); its jobs stay queued", error)
+            outcomes = [_released(TRANSIENT_RETRY_SECONDS) for _ in queued]
+            self._postpone(queued, outcomes)
+            return outcomes
+        first: dict[str, int] = {}
+        for index, q in enumerate(queued):
+            first.setdefault(q.job.delivery_id, index)
 
-        def attempt(q: QueuedJob) -> Outcome | None:
-            endpoint = endpoints.get((q.job.tenant_id, q.job.endpoint_id))
-            number = q.job.attempt_base + q.receive_count
+        def one(index: int) -> Outcome:
             try:
-                outcome = self.attempt(q.job, endpoint, number=number, receive_count=q.receive_count)
-                self._deliveries.record_attempt(outcome.result)
+                return attempt(index)
             except Exception:
-                log.exception("delivery %s could not be recorded; it will be retried", q.job.delivery_id)
-                return None
-            return outcome
+                # One job's unexpected failure stays with that job: it is tried again later.
+                log.exception("delivery %s failed unexpectedly; its job stays queued", queued[index].job.delivery_id)
+                return _released(TRANSIENT_RETRY_SECONDS)
 
-        outcomes = list(self._pool.map(attempt, queued))
+        def attempt(index: int) -> Outcome:
+            job = queued[index].job
+            if first[job.delivery_id] != index:
+                return DROPPED  # two copies of one job in a batch: only one may POST
+            record = records.get(job.delivery_id)
+            if record is None or not record.accepts(job):
+                return DROPPED  # a stale copy, or a record that expired: nothing left to do
+            if deadline - time.monotonic() < self._attempt_deadline:
+                return _released(0)  # no time left in this invocation: back to the queue at once
+            return self._attempt(job, record, endpoints.get((job.tenant_id, job.endpoint_id)))
+
+        outcomes = list(self._pool.map(one, range(len(queued))))
+        self._postpone(queued, outcomes)
+        return outcomes
+
+    def _postpone(self, queued: Sequence[QueuedJob], outcomes: Sequence[Outcome]) -> None:
         hidden = [
-            (q.receipt_handle, o.retry_in or 0)
+            (q.receipt_handle, o.retry_in)
             for q, o in zip(queued, outcomes, strict=True)
-            if o is not None and not o.settled
+            if not o.done and o.retry_in is not None
         ]
         if hidden:
             assert self._queue is not None
             self._queue.postpone(hidden)
-        return outcomes
 
-    def test(self, job: DeliveryJob, endpoint: Endpoint) -> Outcome:
-        """One immediate attempt with no retry (test deliveries), recorded at once."""
-        outcome = self.attempt(job, endpoint, number=1, receive_count=None)
-        self._deliveries.record_attempt(outcome.result)
-        return outcome
-
-    def attempt(
-        self,
-        job: DeliveryJob,
-        endpoint: Endpoint | None,
-        *,
-        number: int,
-        receive_count: int | None,
-    ) -> Outcome:
-        """Sign and send once and decide what follows; the caller records the result.
-
-        `receive_count` is the job's attempt within its current run of the schedule; None means a
-        one-off attempt with no retry (test deliveries).
-        """
+    def _attempt(self, job: DeliveryJob, record: Delivery, endpoint: Endpoint | None) -> Outcome:
+        number = record.attempt_count + 1
         if endpoint is None or not endpoint.enabled:
             reason = "webhook was deleted" if endpoint is None else "webhook is disabled"
             attempt = Attempt(number, now_iso(self._clock()), "failed", None, 0, reason)
-            return Outcome(AttemptResult(job, attempt, "failed"), settled=True)
-        body = job.body.encode("utf-8")
+            return self._record(AttemptResult(job, attempt, "failed"), record)
         try:
-            secrets = self._secrets(endpoint)
-        except Exception:
-            # KMS unavailable or a sealed value that does not open: a failed attempt, retried later.
-            log.exception("could not unseal the signing secret of %s", endpoint.id)
-            result = SendResult(False, None, 0, "could not unseal the signing secret; nothing was sent")
-        else:
-            headers = signing.signed_headers(
-                body=body,
-                event_type=job.event_type,
-                idempotency_key=job.idempotency_key,
-                spec_version=SPEC_VERSION,
-                secrets=secrets,
-                timestamp=int(self._clock()),
-            )
-            result = self._send(endpoint.url, body, headers, allow_private_network=endpoint.allow_private_network)
+            result = self._sign_and_send(job, endpoint)
+        except Exception as error:
+            if not aws.is_transient(error):
+                raise
+            log.warning("could not unseal the signing secret of %s (%s); the job stays queued", endpoint.id, error)
+            return _released(TRANSIENT_RETRY_SECONDS)
         at = now_iso(self._clock())
         if result.ok:
             attempt = Attempt(number, at, "delivered", result.status_code, result.duration_ms, None)
-            return Outcome(AttemptResult(job, attempt, "delivered"), settled=True)
+            return self._record(AttemptResult(job, attempt, "delivered"), record)
         attempt = Attempt(number, at, "failed", result.status_code, result.duration_ms, result.error)
-        delay = (
-            None
-            if receive_count is None
-            else backoff.next_delay(self._schedule, receive_count, retry_after=result.retry_after)
-        )
+        # The run's attempt number: a replay starts the schedule again from its first delay.
+        delay = backoff.next_delay(self._schedule, number - job.attempt_base, retry_after=result.retry_after)
         if delay is None:
             log.info("delivery %s failed for good: %s", job.delivery_id, result.error)
-            return Outcome(AttemptResult(job, attempt, "failed"), settled=False)
+            return self._record(AttemptResult(job, attempt, "failed"), record)
         next_at = now_iso(self._clock() + delay)
-        return Outcome(AttemptResult(job, attempt, "pending", next_at), settled=False, retry_in=delay)
+        return self._record(AttemptResult(job, attempt, "pending", next_at), record, retry_in=delay)
+
+    def _record(self, result: AttemptResult, seen: Delivery, *, retry_in: int | None = None) -> Outcome:
+        try:
+            recorded = self._deliveries.record_attempt(result, seen)
+        except Exception:
+            # The POST may have been made: the job comes back and is sent again (at least once).
+            log.exception("delivery %s could not be recorded; it will be retried", result.job.delivery_id)
+            return _released(TRANSIENT_RETRY_SECONDS)
+        if not recorded:
+            log.info(
+                "delivery %s changed while it was attempted; this copy of its job is dropped", result.job.delivery_id
+            )
+            return DROPPED
+        if result.status == "pending":
+            return Outcome("retrying", done=False, retry_in=retry_in, attempt=result.attempt)
+        return Outcome(result.status, done=True, attempt=result.attempt)
+
+    def test(self, job: DeliveryJob, endpoint: Endpoint) -> Attempt:
+        """One immediate attempt with no retry (test deliveries), recorded once it is made."""
+        try:
+            result = self._sign_and_send(job, endpoint)
+        except Exception:
+            log.exception("could not unseal the signing secret of %s", endpoint.id)
+            result = SendResult(False, None, 0, "could not unseal the signing secret; nothing was sent")
+        outcome: Literal["delivered", "failed"] = "delivered" if result.ok else "failed"
+        attempt = Attempt(1, now_iso(self._clock()), outcome, result.status_code, result.duration_ms, result.error)
+        self._deliveries.record_test(job, attempt)
+        return attempt
+
+    def _sign_and_send(self, job: DeliveryJob, endpoint: Endpoint) -> SendResult:
+        """Sign the stored bytes with every live secret and POST them. A secret that does not open
+        for a lasting reason is a failed attempt; a transient KMS failure raises (nothing was sent)."""
+        body = job.body.encode("utf-8")
+        try:
+            secrets = self._secrets(endpoint)
+        except Exception as error:
+            if aws.is_transient(error):
+                raise
+            log.exception("could not unseal the signing secret of %s", endpoint.id)
+            return SendResult(False, None, 0, "could not unseal the signing secret; nothing was sent")
+        headers = signing.signed_headers(
+            body=body,
+            event_type=job.event_type,
+            idempotency_key=job.idempotency_key,
+            spec_version=SPEC_VERSION,
+            secrets=secrets,
+            timestamp=int(self._clock()),
+        )
+        return self._send(
+            endpoint.url,
+            body,
+            headers,
+            allow_private_network=endpoint.allow_private_network,
+            deadline=self._attempt_deadline,
+        )
 
     def _secrets(self, endpoint: Endpoint) -> list[str]:
         """Live signing secrets, newest first (two during a rotation's overlap window)."""

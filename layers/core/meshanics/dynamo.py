@@ -8,13 +8,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
-from meshanics.errors import InvalidInput
+from meshanics import untrusted
+from meshanics.errors import InvalidInput, TransientFailure
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -60,6 +62,62 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
+class StoreThrottled(TransientFailure):
+    """DynamoDB still left part of a batch unprocessed after every retry (throttling).
+
+    Never a "not found": callers leave their work to be retried later.
+    """
+
+
+# Pauses between re-sends of what a batch call left unprocessed (on top of botocore's own retries).
+BATCH_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.8)
+
+
+def batch_get(
+    client: Any,
+    table: str,
+    keys: Sequence[Mapping[str, Any]],
+    *,
+    projection: str | None = None,
+    names: Mapping[str, str] | None = None,
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Items by (pk, sk), read consistently, 100 keys per BatchGetItem; missing keys are absent.
+
+    Raises StoreThrottled if keys stay unprocessed: a throttled key must never look like a deleted item.
+    """
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for chunk in chunks(keys, 100):
+        request: dict[str, Any] = {table: {"Keys": list(chunk), "ConsistentRead": True}}
+        if projection:
+            request[table]["ProjectionExpression"] = projection
+        if names:
+            request[table]["ExpressionAttributeNames"] = dict(names)
+        for pause in (0.0, *BATCH_PAUSES):
+            time.sleep(pause)
+            response = client.batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(table, []):
+                found[(item["pk"]["S"], item["sk"]["S"])] = item
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+        else:
+            raise StoreThrottled(f"DynamoDB left {len(request[table]['Keys'])} keys unread after retries")
+    return found
+
+
+def batch_write(client: Any, table: str, requests: Sequence[Mapping[str, Any]]) -> None:
+    """PutRequest/DeleteRequest entries, 25 per BatchWriteItem; raises StoreThrottled if some stay unwritten."""
+    for chunk in chunks(requests, 25):
+        pending: dict[str, Any] = {table: list(chunk)}
+        for pause in (0.0, *BATCH_PAUSES):
+            time.sleep(pause)
+            pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+            if not pending:
+                break
+        else:
+            raise StoreThrottled(f"DynamoDB left {len(pending[table])} writes unprocessed after retries")
+
+
 # Keys. Tenant-owned items live under partitions that start with the tenant id, so a key built
 # from the caller's tenant can never address another tenant's item.
 def tenant_pk(tenant_id: str) -> str:
@@ -96,8 +154,9 @@ def decode_cursor(cursor: str | None, *, partition: str, sort_prefix: str) -> di
     invalid = InvalidInput("cursor is not valid", code="invalid_cursor", field="cursor")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        # The client's text: untrusted.loads also refuses nesting, huge numbers and lone surrogates.
+        values = untrusted.loads(base64.urlsafe_b64decode(padded.encode()), max_depth=1)  # one flat object
+    except (ValueError, binascii.Error):  # untrusted.Unparseable is a ValueError
         raise invalid from None
     if not isinstance(values, dict) or set(values) != {"pk", "sk"} or values["pk"] != partition:
         raise invalid

@@ -23,13 +23,15 @@ Import cost matters at cold start: only the standard library and urllib3 are imp
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import ipaddress
 import re
 import socket
 import sys
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -49,6 +51,7 @@ __all__ = [
     "GuardedHTTPSConnection",
     "GuardedHTTPSConnectionPool",
     "GuardedPoolManager",
+    "RequestDeadline",
     "Resolver",
     "Rule",
     "Target",
@@ -57,6 +60,7 @@ __all__ = [
     "parse_target",
     "pool_manager",
     "refusal_for",
+    "request_deadline",
     "resolve_checked",
     "system_resolver",
     "validate_url",
@@ -456,6 +460,100 @@ def _connect_checked(conn: HTTPConnection, policy: EgressPolicy, resolver: Resol
     raise NewConnectionError(conn, f"Failed to establish a new connection: {error}") from error
 
 
+# -- whole-request deadlines ----------------------------------------------------------------------
+# urllib3's timeouts bound each connect and each socket read, never a whole request: a receiver that
+# drips a byte every few seconds would hold a POST open forever. A deadline shuts the request's
+# sockets down when it passes, which wakes any read blocked on them. Written here because urllib3
+# has no whole-request timeout and a thread per request would cost more than one shared watchdog.
+class RequestDeadline:
+    """The end of one request on this thread; sockets it opens or reuses are attached to it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expires_at = time.monotonic() + seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def attach(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shut(sock)
+
+    def expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    # The plain socket's shutdown, also for TLS sockets: SSLSocket.shutdown would drop its state under
+    # a reader on another thread, while shutting the descriptor makes that read return at once.
+    with contextlib.suppress(OSError):  # already closed: nothing left to wake
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One daemon thread that expires deadlines as they pass."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: dict[int, RequestDeadline] = {}
+        self._thread: threading.Thread | None = None
+
+    def arm(self, deadline: RequestDeadline) -> None:
+        with self._cond:
+            self._armed[id(deadline)] = deadline
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="egress-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def disarm(self, deadline: RequestDeadline) -> None:
+        with self._cond:
+            self._armed.pop(id(deadline), None)
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for key, deadline in list(self._armed.items()):
+                    if deadline.expires_at <= now:
+                        del self._armed[key]
+                        deadline.expire()
+                upcoming = min((d.expires_at for d in self._armed.values()), default=None)
+                self._cond.wait(None if upcoming is None else max(0.0, upcoming - now))
+
+
+_WATCHDOG: Final = _Watchdog()
+_current = threading.local()
+
+
+@contextlib.contextmanager
+def request_deadline(seconds: float) -> Iterator[RequestDeadline]:
+    """Bound every request this thread makes inside the block to `seconds` in all."""
+    deadline = RequestDeadline(seconds)
+    _current.deadline = deadline
+    _WATCHDOG.arm(deadline)
+    try:
+        yield deadline
+    finally:
+        _WATCHDOG.disarm(deadline)
+        _current.deadline = None
+
+
+def _attach(sock: socket.socket | None) -> None:
+    deadline: RequestDeadline | None = getattr(_current, "deadline", None)
+    if deadline is not None:
+        deadline.attach(sock)
+
+
 class GuardedHTTPConnection(HTTPConnection):
     """An HTTP connection whose socket only ever goes to an address the policy allows."""
 
@@ -473,7 +571,13 @@ class GuardedHTTPConnection(HTTPConnection):
         self.egress_resolver = egress_resolver
 
     def _new_conn(self) -> socket.socket:
-        return _connect_checked(self, self.egress_policy, self.egress_resolver)
+        sock = _connect_checked(self, self.egress_policy, self.egress_resolver)
+        _attach(sock)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _attach(self.sock)  # a kept-alive connection: its socket joins this request's deadline
+        super().request(*args, **kwargs)
 
 
 class GuardedHTTPSConnection(HTTPSConnection):
@@ -497,7 +601,13 @@ class GuardedHTTPSConnection(HTTPSConnection):
         self.egress_resolver = egress_resolver
 
     def _new_conn(self) -> socket.socket:
-        return _connect_checked(self, self.egress_policy, self.egress_resolver)
+        sock = _connect_checked(self, self.egress_policy, self.egress_resolver)
+        _attach(sock)
+        return sock
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _attach(self.sock)  # a kept-alive connection: its socket joins this request's deadline
+        super().request(*args, **kwargs)
 
 
 class GuardedHTTPConnectionPool(HTTPConnectionPool):

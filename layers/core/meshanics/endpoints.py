@@ -138,26 +138,16 @@ class EndpointStore:
         return _from_item(response["Item"])
 
     def get_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Endpoint]:
-        """Endpoints by (tenant, id) in as few BatchGetItem calls as possible; missing ones absent."""
+        """Endpoints by (tenant, id), read consistently in as few calls as possible; missing ones
+        absent. Raises StoreThrottled rather than report a throttled endpoint as deleted."""
         wanted = sorted(set(keys))
-        found: dict[tuple[str, str], Endpoint] = {}
-        for chunk in dynamo.chunks(wanted, 100):
-            request: dict[str, Any] = {
-                self._table: {
-                    "Keys": [dynamo.to_item({"pk": dynamo.tenant_pk(t), "sk": f"EP#{e}"}) for t, e in chunk],
-                    "ConsistentRead": True,
-                }
-            }
-            for _ in range(10):
-                response = self._client().batch_get_item(RequestItems=request)
-                for item in response.get("Responses", {}).get(self._table, []):
-                    ep = _from_item(item)
-                    found[(ep.tenant_id, ep.id)] = ep
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(0.05)
-        return found
+        items = dynamo.batch_get(
+            self._client(),
+            self._table,
+            [dynamo.to_item({"pk": dynamo.tenant_pk(t), "sk": f"EP#{e}"}) for t, e in wanted],
+        )
+        found = (_from_item(item) for item in items.values())
+        return {(ep.tenant_id, ep.id): ep for ep in found}
 
     def page(self, tenant_id: str, *, limit: int, cursor: str | None) -> tuple[list[Endpoint], str | None]:
         items, next_cursor = dynamo.query_page(
@@ -177,6 +167,8 @@ class EndpointStore:
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
             "ExpressionAttributeValues": dynamo.to_item({":pk": dynamo.subscription_pk(tenant_id, key)}),
+            # Strongly consistent: an event written just after a subscription committed must see it.
+            "ConsistentRead": True,
         }
         while True:
             response = self._client().query(**kwargs)

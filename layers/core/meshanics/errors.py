@@ -64,3 +64,8 @@ class EgressRefused(InvalidInput):
 
 class ConfigurationError(RuntimeError):
     """The deployment is misconfigured (not the caller's fault); fails loudly at cold start."""
+
+
+class TransientFailure(RuntimeError):
+    """An infrastructure failure that may pass (throttling, a service error): the work that met it
+    is retried later, never settled."""

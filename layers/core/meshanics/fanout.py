@@ -70,9 +70,10 @@ class FanOut:
     def commit(self, planned: Mapping[str, Sequence[DeliveryJob]]) -> FanOutReport:
         """Create records then enqueue jobs for every planned item; report the items that failed.
 
-        A job whose record already existed (a redelivered stream record) is not enqueued again. A
-        job that could not be enqueued has its record removed, so retrying the item recreates
-        both; if even that fails, the record stays pending-unsent and the replay sweeper enqueues it.
+        A job whose record was attempted already (a redelivered stream record) is not enqueued
+        again; one whose record exists but was never attempted is (an earlier run may have stopped
+        before enqueueing it). An item whose records or jobs could not all be written is reported
+        failed: the stream hands it over again, and that run sends whatever is still unsent.
         """
         report = FanOutReport()
         owner = {(job.tenant_id, job.endpoint_id, job.sequence): item for item, jobs in planned.items() for job in jobs}
@@ -80,20 +81,15 @@ class FanOut:
         to_send: list[DeliveryJob] = []
         for chunk in dynamo.chunks(all_jobs, 100):
             try:
-                created = self._deliveries.create_pending(chunk)
+                sendable, done = self._deliveries.create_pending(chunk)
             except Exception:
                 log.exception("could not create delivery records")
                 report.failed_items.update(owner[_key(job)] for job in chunk)
                 continue
-            report.duplicates += len(chunk) - len(created)
-            to_send.extend(created)
+            report.duplicates += done
+            to_send.extend(sendable)
         unsent = self._queue.send(to_send)
-        for job in unsent:
-            report.failed_items.add(owner[_key(job)])
-            try:
-                self._deliveries.delete_unsent(job)
-            except Exception:
-                log.exception("could not undo an unsent delivery; the sweeper will enqueue it")
+        report.failed_items.update(owner[_key(job)] for job in unsent)
         report.created = len(to_send) - len(unsent)
         return report
 

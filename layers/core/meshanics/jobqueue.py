@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from meshanics import dynamo
@@ -33,8 +34,8 @@ class DeliveryQueue:
         return failed
 
     def postpone(self, hidden: Sequence[tuple[str, int]]) -> None:
-        """Hide received jobs (receipt handle, seconds): a retry's delay, or 0 to let a job whose
-        last attempt failed move on to the DLQ. ChangeMessageVisibilityBatch, 10 per call."""
+        """Hide received jobs (receipt handle, seconds): a retry's delay, or 0 to hand a job that was
+        not attempted back at once. ChangeMessageVisibilityBatch, 10 per call."""
         for chunk in dynamo.chunks(hidden, 10):
             response = self._client().change_message_visibility_batch(
                 QueueUrl=self.url,
@@ -48,21 +49,55 @@ class DeliveryQueue:
                 log.warning("could not postpone %d jobs: %s", len(response["Failed"]), response["Failed"][0])
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message of the dead-letter queue; `job` is None when its body is not a delivery job."""
+
+    message_id: str
+    receipt_handle: str
+    job: DeliveryJob | None
+
+
+# A dead letter that is not a job is set aside this long (about SQS's maximum visibility) so later sweeps
+# do not stop on it again; it stays in the queue, where the depth alarm points an operator at it.
+MALFORMED_HIDE_SECONDS = 43_000  # SQS caps visibility at 12 h from the receive
+
+
 class DeadLetters:
-    """The dead-letter queue of the delivery queue, read by replays."""
+    """The dead-letter queue of the delivery queue, read by the sweep."""
 
     def __init__(self, client: Callable[[], Any], dlq_url: str) -> None:
         self._client = client
         self.url = dlq_url
 
-    def receive(self, *, max_messages: int = 10, visibility: int = 60) -> list[tuple[DeliveryJob, str]]:
+    def receive(self, *, max_messages: int = 10, visibility: int = 60) -> list[DeadLetter]:
+        """Up to `max_messages` dead letters, each parsed on its own: one malformed body never
+        hides the others."""
         response = self._client().receive_message(
             QueueUrl=self.url,
             MaxNumberOfMessages=max_messages,
             VisibilityTimeout=visibility,
             WaitTimeSeconds=0,
         )
-        return [(DeliveryJob.from_message(m["Body"]), m["ReceiptHandle"]) for m in response.get("Messages", [])]
+        letters = []
+        for message in response.get("Messages", []):
+            try:
+                job: DeliveryJob | None = DeliveryJob.from_message(message["Body"])
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                log.error("dead letter %s is not a delivery job; set aside", message.get("MessageId"))
+                job = None
+            letters.append(DeadLetter(message.get("MessageId", ""), message["ReceiptHandle"], job))
+        return letters
+
+    def set_aside(self, receipt_handles: Sequence[str]) -> None:
+        for chunk in dynamo.chunks(list(receipt_handles), 10):
+            self._client().change_message_visibility_batch(
+                QueueUrl=self.url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": MALFORMED_HIDE_SECONDS}
+                    for i, r in enumerate(chunk)
+                ],
+            )
 
     def delete(self, receipt_handles: Sequence[str]) -> None:
         for chunk in dynamo.chunks(list(receipt_handles), 10):

@@ -1,43 +1,63 @@
-"""Replays and the scheduled sweep: nothing recorded is left behind, nothing dead-lettered is lost.
+"""Replays, and the scheduled sweep that keeps nothing stuck.
 
-The schedule runs two passes:
-* jobs recorded but never attempted (the fan-out stopped between writing a record and enqueueing
-  its job) are enqueued again;
-* the dead-letter queue is settled against the delivery records: a job whose delivery was since
-  delivered or replayed is dropped; one the delivery function never managed to record is marked
-  failed; a failed one is replayed automatically once its endpoint has delivered successfully again
-  (the receiver is back), within the per-delivery replay bound. Others stay in the DLQ, visible
-  in the history as failed and replayable on demand.
+One way to replay a failed delivery, used by the API and the sweep: enqueue its job first, starting
+a new run of the retry schedule at the record's attempt count, then show the record as pending. A
+crash between the two leaves the record failed with the job queued; the job is accepted as the
+replay when it arrives (see `Delivery.accepts`), so nothing is ever pending without a job.
+
+The sweep runs two passes:
+* the dead-letter queue holds only jobs the delivery function failed to process many times in a row
+  (SQS's maxReceiveCount, a backstop above the attempt bound): their deliveries are marked failed,
+  visible and replayable, and the letters dropped; a letter that is not a job is set aside for an
+  operator without stopping the sweep;
+* failed deliveries (the `failed` index) are replayed automatically once their endpoint has
+  delivered successfully again (the receiver is back), within the per-delivery replay bound.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, replace
 
 from meshanics.deliveries import MAX_REPLAYS, Delivery, DeliveryStore
 from meshanics.endpoints import EndpointStore
-from meshanics.errors import NotFound
+from meshanics.errors import Conflict, MeshanicsError, NotFound
 from meshanics.jobqueue import DeadLetters, DeliveryQueue
 
 log = logging.getLogger("meshanics.replay")
 
-UNSENT_GRACE_SECONDS = 900
+DEAD_LETTER_VISIBILITY = 300
+
+
+class ServiceUnavailable(MeshanicsError):
+    status = 503
+    code = "unavailable"
 
 
 @dataclass
 class SweepReport:
-    requeued_unsent: int = 0
     dead_letters_seen: int = 0
-    dead_letters_replayed: int = 0
     dead_letters_dropped: int = 0
-    dead_letters_kept: int = 0
+    dead_letters_malformed: int = 0
     marked_failed: int = 0
+    failed_seen: int = 0
+    replayed: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
+
+
+def replay(deliveries: DeliveryStore, queue: DeliveryQueue, delivery: Delivery) -> None:
+    """Send a failed delivery again: same bytes, same idempotency key, attempt numbering continued."""
+    if delivery.status != "failed":
+        raise Conflict(f"only failed deliveries can be replayed; this one is {delivery.status}")
+    if delivery.replays >= MAX_REPLAYS:
+        raise Conflict(f"this delivery was already replayed {MAX_REPLAYS} times")
+    job = replace(delivery.job, attempt_base=delivery.attempt_count)
+    if queue.send([job]):
+        raise ServiceUnavailable("the delivery queue did not accept the job; retry the request")
+    deliveries.reopen(delivery)  # False: the job ran already, which is just as good
 
 
 class Replayer:
@@ -48,83 +68,72 @@ class Replayer:
         endpoints: EndpointStore,
         queue: DeliveryQueue,
         dead_letters: DeadLetters,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self._deliveries = deliveries
         self._endpoints = endpoints
         self._queue = queue
         self._dead = dead_letters
-        self._clock = clock
 
-    def run(self, *, max_dead_letters: int = 1000) -> SweepReport:
+    def run(self, *, max_dead_letters: int = 1000, max_replays: int = 500) -> SweepReport:
         report = SweepReport()
-        self.requeue_unsent(report)
         self.settle_dead_letters(report, limit=max_dead_letters)
+        self.replay_recovered(report, limit=max_replays)
         return report
 
-    def requeue_unsent(self, report: SweepReport, *, grace: float = UNSENT_GRACE_SECONDS) -> None:
-        jobs = self._deliveries.unsent(older_than=self._clock() - grace)
-        if not jobs:
-            return
-        failed = {j.delivery_id for j in self._queue.send(jobs)}
-        for job in jobs:
-            if job.delivery_id not in failed:
-                self._deliveries.touch_unsent(job)
-                report.requeued_unsent += 1
-        log.info("re-enqueued %d unsent jobs", report.requeued_unsent)
-
     def settle_dead_letters(self, report: SweepReport, *, limit: int) -> None:
-        seen: set[tuple[str, str]] = set()
-        recovered: dict[tuple[str, str], bool] = {}
         while report.dead_letters_seen < limit:
-            batch = self._dead.receive(max_messages=10, visibility=300)
+            batch = self._dead.receive(max_messages=10, visibility=DEAD_LETTER_VISIBILITY)
             if not batch:
                 return
             drop: list[str] = []
-            for job, receipt in batch:
+            aside: list[str] = []
+            for letter in batch:
                 report.dead_letters_seen += 1
-                key = (job.tenant_id, job.delivery_id)
+                if letter.job is None:
+                    report.dead_letters_malformed += 1
+                    aside.append(letter.receipt_handle)
+                    continue
                 try:
-                    delivery = self._deliveries.get(job.tenant_id, job.delivery_id)
+                    delivery = self._deliveries.get(letter.job.tenant_id, letter.job.delivery_id)
                 except NotFound:
                     delivery = None
-                stale = delivery is None or delivery.job.attempt_base != job.attempt_base
-                if stale or key in seen or delivery is None or delivery.status == "delivered":
-                    drop.append(receipt)  # expired, replayed since, a duplicate, or delivered after all
-                    continue
-                seen.add(key)
-                if delivery.status == "pending":
-                    # Dead-lettered without a recorded outcome: the function failed on every receive.
-                    if self._deliveries.mark_failed(job, "the delivery function failed repeatedly; replay to retry"):
-                        report.marked_failed += 1
-                    report.dead_letters_kept += 1
-                    continue
-                endpoint_key = (job.tenant_id, job.endpoint_id)
-                if endpoint_key not in recovered:
-                    recovered[endpoint_key] = self._recovered_since(delivery)
-                if recovered[endpoint_key] and delivery.replays < MAX_REPLAYS:
-                    replayed = self._deliveries.reopen_for_replay(job.tenant_id, job.delivery_id)
-                    if self._queue.send([replayed]):
-                        # Not enqueued: failed again (still replayable on demand), never stuck pending.
-                        self._deliveries.mark_failed(replayed, "the replay could not be enqueued; replay again")
-                        report.dead_letters_kept += 1
-                        continue
-                    report.dead_letters_replayed += 1
-                    drop.append(receipt)
-                else:
-                    report.dead_letters_kept += 1
+                stuck = delivery is not None and delivery.status == "pending" and delivery.accepts(letter.job)
+                # The function failed on this job every time it received it: failed, replayable.
+                if stuck and self._deliveries.mark_failed(
+                    letter.job, "the delivery function failed repeatedly on this job; replay to retry"
+                ):
+                    report.marked_failed += 1
+                drop.append(letter.receipt_handle)
             report.dead_letters_dropped += len(drop)
             self._dead.delete(drop)
+            self._dead.set_aside(aside)
 
-    def _recovered_since(self, failed: Delivery) -> bool:
-        """True if the endpoint exists, is enabled, and delivered something after this failure."""
+    def replay_recovered(self, report: SweepReport, *, limit: int) -> None:
+        by_endpoint: dict[tuple[str, str], list[Delivery]] = defaultdict(list)
+        for failed in self._deliveries.failed(limit=limit):
+            report.failed_seen += 1
+            by_endpoint[(failed.job.tenant_id, failed.job.endpoint_id)].append(failed)
+        for (tenant_id, endpoint_id), failures in by_endpoint.items():
+            back_since = self._delivering_since(tenant_id, endpoint_id)
+            if back_since is None:
+                continue
+            for failed in failures:
+                if failed.updated_at >= back_since or failed.replays >= MAX_REPLAYS:
+                    continue
+                try:
+                    replay(self._deliveries, self._queue, failed)
+                except MeshanicsError as refused:  # changed meanwhile, or the queue refused: next sweep
+                    log.info("not replaying %s now: %s", failed.job.delivery_id, refused.message)
+                    continue
+                report.replayed += 1
+
+    def _delivering_since(self, tenant_id: str, endpoint_id: str) -> str | None:
+        """When the endpoint last delivered, if it exists and is enabled; None otherwise."""
         try:
-            endpoint = self._endpoints.get(failed.job.tenant_id, failed.job.endpoint_id)
+            endpoint = self._endpoints.get(tenant_id, endpoint_id)
         except NotFound:
-            return False
+            return None
         if not endpoint.enabled:
-            return False
-        latest, _ = self._deliveries.page(
-            failed.job.tenant_id, failed.job.endpoint_id, limit=1, cursor=None, status="delivered"
-        )
-        return bool(latest) and (latest[0].delivered_at or "") > failed.updated_at
+            return None
+        latest, _ = self._deliveries.page(tenant_id, endpoint_id, limit=1, cursor=None, status="delivered")
+        return (latest[0].delivered_at or None) if latest else None

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from meshanics.endpoints import EndpointStore
     from meshanics.fanout import FanOut
     from meshanics.jobqueue import DeadLetters, DeliveryQueue
+    from meshanics.recovery import FanoutRecovery
     from meshanics.replay import Replayer
     from meshanics.sealing import Sealer
     from meshanics.webhooks import WebhookService
@@ -97,6 +98,7 @@ def deliverer() -> Deliverer:
         queue=delivery_queue(),
         schedule=s.retry_schedule,
         sender=HttpSender(connect_timeout=s.connect_timeout, read_timeout=s.read_timeout),
+        attempt_deadline=s.delivery_deadline,
         concurrency=s.delivery_concurrency,
     )
 
@@ -182,6 +184,15 @@ def webhooks() -> WebhookService:
         queue=delivery_queue,
         limits=s.limits,
         rotation_overlap=s.rotation_overlap_seconds,
+    )
+
+
+def fanout_recovery() -> FanoutRecovery:
+    from meshanics.recovery import FailureQueue, FanoutRecovery
+
+    queue = FailureQueue(lambda: aws.client("sqs"), settings().fanout_failure_queue_url)
+    return FanoutRecovery(
+        streams=lambda: aws.client("dynamodbstreams"), audit_log=audit_log(), fanout=fanout, requeue=queue.send
     )
 
 

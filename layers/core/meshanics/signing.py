@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets as _random
 import time
 from collections.abc import Sequence
@@ -30,6 +31,12 @@ EVENT_HEADER = "X-Meshanics-Event"
 DELIVERY_HEADER = "X-Meshanics-Delivery"
 SPEC_HEADER = "X-Meshanics-Spec"
 USER_AGENT = f"{PRODUCT}/{__version__}"
+
+# What the header's values may be, checked before any conversion or comparison: str.isdigit() and
+# int() accept non-ASCII digits (and int() fails past 4,300 of them), and hmac.compare_digest()
+# raises TypeError on non-ASCII text. ASCII-only classes, so a header cannot reach either.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_HEX_SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class SignatureVerificationError(ValueError):
@@ -100,23 +107,28 @@ def verify(
 ) -> int:
     """Check an `X-Meshanics-Signature` header against the raw body; return its timestamp.
 
-    Raises SignatureVerificationError if the header is malformed, the timestamp is more than
-    `tolerance` seconds in the past or future (replay protection), or no `v1` signature matches.
-    Comparison is constant-time. Pass the raw request body, not a re-serialized one.
+    Raises SignatureVerificationError, and nothing else whatever the header holds, if the header is
+    not text or is malformed (`t` must be 1-12 ASCII digits, each `v1` 64 hex digits), the timestamp
+    is more than `tolerance` seconds in the past or future (replay protection), or no `v1` signature
+    matches. Comparison is constant-time. Pass the raw request body, not a re-serialized one.
     """
-    raw = body.encode("utf-8") if isinstance(body, str) else body
+    if not isinstance(header, str):
+        raise SignatureVerificationError("signature header must be text")
+    raw = _raw_body(body)
     timestamp: int | None = None
     candidates: list[str] = []
-    for item in (header or "").split(","):
+    for item in header.split(","):
         key, sep, value = item.strip().partition("=")
         if not sep:
             continue
         if key == "t":
-            if not value.isdigit():
+            if not _TIMESTAMP.fullmatch(value):
                 raise SignatureVerificationError("signature header has a malformed timestamp")
             timestamp = int(value)
         elif key == "v1":
-            candidates.append(value)
+            if not _HEX_SIGNATURE.fullmatch(value):
+                raise SignatureVerificationError("signature header has a malformed signature (64 hex digits)")
+            candidates.append(value.lower())  # hexdigest() is lower-case
     if timestamp is None or not candidates:
         raise SignatureVerificationError("signature header must carry t=<timestamp> and v1=<signature>")
     current = time.time() if now is None else now
@@ -132,3 +144,15 @@ def verify(
     if not matched:
         raise SignatureVerificationError("no signature matches the body and secret")
     return timestamp
+
+
+def _raw_body(body: bytes | str) -> bytes:
+    """The signed bytes; anything that cannot be them fails verification (never a TypeError)."""
+    if isinstance(body, bytes | bytearray | memoryview):
+        return bytes(body)
+    if isinstance(body, str):
+        try:
+            return body.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: not text that came off the wire as UTF-8
+            raise SignatureVerificationError("pass the raw request body: this text is not valid UTF-8") from None
+    raise SignatureVerificationError("pass the raw request body (bytes)")

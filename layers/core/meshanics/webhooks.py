@@ -18,8 +18,9 @@ from meshanics.clock import now_iso, parse_iso
 from meshanics.config import Limits
 from meshanics.deliveries import Delivery, DeliveryJob, DeliveryStore, Status
 from meshanics.endpoints import Endpoint, EndpointStore, secret_context
-from meshanics.errors import EgressRefused, InvalidInput, MeshanicsError, NotFound
+from meshanics.errors import EgressRefused, InvalidInput, NotFound
 from meshanics.ids import looks_like, new_id
+from meshanics.replay import replay
 
 if TYPE_CHECKING:  # the sending path is imported only when a test delivery runs
     from meshanics.delivery import Deliverer
@@ -46,11 +47,6 @@ class TestResult:
             "duration_ms": self.duration_ms,
             "error": self.error,
         }
-
-
-class ServiceUnavailable(MeshanicsError):
-    status = 503
-    code = "unavailable"
 
 
 class WebhookService:
@@ -234,10 +230,8 @@ class WebhookService:
             idempotency_key=record.idempotency_key,
             body=envelope.serialize(record),
         )
-        self._deliveries.create_direct(job)
-        outcome = self._deliverer().test(job, endpoint)
-        a = outcome.result.attempt
-        return TestResult(job.delivery_id, outcome.status, a.status_code, a.duration_ms, a.error)
+        a = self._deliverer().test(job, endpoint)
+        return TestResult(job.delivery_id, a.outcome, a.status_code, a.duration_ms, a.error)
 
     # -- deliveries ---------------------------------------------------------------------------
     def deliveries(
@@ -268,8 +262,7 @@ class WebhookService:
 
     def replay(self, tenant_id: str, actor: str, delivery_id: str) -> Delivery:
         """Send a failed delivery again (same bytes, same idempotency key), through the queue."""
-        job = self._deliveries.reopen_for_replay(tenant_id, delivery_id)
-        self._enqueue(job)
+        replay(self._deliveries, self._queue(), self._deliveries.get(tenant_id, delivery_id))
         return self._deliveries.get(tenant_id, delivery_id)
 
     def replay_failed(
@@ -281,12 +274,6 @@ class WebhookService:
         for failed in self._deliveries.failed_for_endpoint(tenant_id, endpoint_id, since=since, limit=limit):
             replayed.append(self.replay(tenant_id, actor, failed.job.delivery_id))
         return replayed
-
-    def _enqueue(self, job: DeliveryJob) -> None:
-        if self._queue().send([job]):
-            # Back to failed, so the delivery is never left pending without a job.
-            self._deliveries.mark_failed(job, "the replay could not be enqueued; replay again")
-            raise ServiceUnavailable("the delivery queue did not accept the job; retry the request")
 
     # -- audit --------------------------------------------------------------------------------
     def _record(self, tenant_id: str, actor: str, event_type: str, endpoint_id: str, data: dict[str, Any]) -> None:

@@ -64,8 +64,9 @@ class Credentials:
 
     @classmethod
     def token(cls, token: str) -> Credentials:
-        if not token or any(c.isspace() for c in token):
-            raise InvalidInput("token must be non-empty and contain no whitespace", field="credentials.token")
+        # Sent as `Authorization: Bearer <token>`: only visible ASCII can go into that header.
+        if not token or not all("!" <= c <= "~" for c in token):
+            raise InvalidInput("token must be non-empty visible ASCII, with no whitespace", field="credentials.token")
         return cls("token", token)
 
 

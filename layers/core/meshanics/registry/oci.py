@@ -8,13 +8,13 @@ message that says what to do instead (``{"errors": [{"code", "message", "detail"
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import unquote
 
+from meshanics import untrusted
 from meshanics.errors import MeshanicsError
 
 OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
@@ -32,6 +32,7 @@ BLOB_CONTENT_TYPE: Final = "application/octet-stream"
 MAX_MANIFEST_BYTES: Final = 4 * 1024 * 1024
 MAX_REFERENCES: Final = 1000
 MAX_NAME_LENGTH: Final = 255
+MAX_DESCRIPTOR_SIZE: Final = 2**63 - 1
 
 ALGORITHM: Final = "sha256"
 _DIGEST: Final = re.compile(r"([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)")
@@ -243,6 +244,8 @@ def _descriptor(raw: Any, kind: Kind) -> Descriptor | None:
     digest, size, media = raw.get("digest"), raw.get("size"), raw.get("mediaType", "")
     if not isinstance(digest, str) or isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise OciError("MANIFEST_INVALID", "a descriptor in the manifest lacks a digest or size", status=502)
+    if size > MAX_DESCRIPTOR_SIZE:  # the spec's int64; a larger number cannot be stored (DynamoDB: 38 digits)
+        raise OciError("MANIFEST_INVALID", "a descriptor in the manifest has a size out of range", status=502)
     try:
         parse_digest(digest)
     except OciError:
@@ -264,9 +267,11 @@ def parse_manifest(body: bytes, upstream_content_type: str | None) -> Manifest:
     are refused.
     """
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise OciError("MANIFEST_INVALID", "the upstream manifest is not JSON", status=502) from None
+        document = untrusted.loads(body)
+    except untrusted.Unparseable as error:
+        # Deep nesting, huge numbers, lone surrogates: upstream content we cannot use, so 502.
+        message = "is not JSON" if error.kind == "syntax" else f"cannot be used: {error.message}"
+        raise OciError("MANIFEST_INVALID", f"the upstream manifest {message}", status=502) from None
     if not isinstance(document, dict) or document.get("schemaVersion") != 2:
         raise OciError("UNSUPPORTED", "only schema version 2 manifests (OCI or Docker) are served", status=502)
     declared = document.get("mediaType")

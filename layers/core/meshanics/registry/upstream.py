@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import re
 import threading
 import time
@@ -36,7 +35,7 @@ import urllib3
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 from urllib3.response import BaseHTTPResponse
 
-from meshanics import egress
+from meshanics import egress, untrusted
 from meshanics.errors import EgressRefused
 from meshanics.registry.connections import Credentials
 from meshanics.registry.oci import MAX_MANIFEST_BYTES, UPSTREAM_ACCEPT, ErrorCode, Kind, OciError
@@ -49,6 +48,8 @@ USER_AGENT: Final = "meshanics-registry-facade/1"
 CHUNK: Final = 1024 * 1024
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 _TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_BEARER: Final = re.compile(r"[\x21-\x7e]+")  # visible ASCII: anything else cannot go into a header
+_DIGITS: Final = re.compile(r"[0-9]{1,18}")
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,7 @@ class BlobStream:
         self._response = response
         self._deadline = deadline
         self._host = host
-        length = response.headers.get("Content-Length")
-        self.length = int(length) if length and length.isdigit() else None
+        self.length = _number(response.headers.get("Content-Length"))
 
     def chunks(self, size: int = CHUNK) -> Iterator[bytes]:
         while True:
@@ -218,10 +218,19 @@ def _discard(response: BaseHTTPResponse) -> None:
     response.release_conn()
 
 
+def _number(value: str | None) -> int | None:
+    """A header's non-negative integer, or None: isdigit() also takes '²' and other digits int() refuses
+    (or reads), and int() refuses more than 4,300 digits."""
+    return int(value) if value and _DIGITS.fullmatch(value) else None
+
+
 def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+    except ValueError:  # a URL the upstream named (a redirect, a token realm): bad brackets, bad port
+        raise OciError("UNAVAILABLE", "the upstream registry named a URL that does not parse", status=502) from None
 
 
 # -- the client ---------------------------------------------------------------------------------
@@ -266,9 +275,9 @@ class UpstreamClient:
     def head_blob(self, up: Upstream, repository: str, digest: str, *, deadline: float) -> int | None:
         """The blob's size as the upstream states it (None if it does not), or an OciError."""
         response = self._open(up, "HEAD", repository, "blob", digest, deadline=deadline)
-        length = response.headers.get("Content-Length")
+        length = _number(response.headers.get("Content-Length"))
         _discard(response)
-        return int(length) if length and length.isdigit() else None
+        return length
 
     # -- requests -------------------------------------------------------------------------------
     def _open(
@@ -346,7 +355,12 @@ class UpstreamClient:
             _discard(response)
             if not location:
                 raise OciError("UNAVAILABLE", "the upstream redirected without a Location", status=502)
-            url = urljoin(url, location)
+            try:
+                url = urljoin(url, location)
+            except ValueError:
+                raise OciError(
+                    "UNAVAILABLE", "the upstream redirected to a URL that does not parse", status=502
+                ) from None
             if response.status == 303:
                 method = "GET" if method != "HEAD" else method
             # Credentials only ever go to the upstream's own origin (not to blob storage hosts).
@@ -378,7 +392,8 @@ class UpstreamClient:
             code: ErrorCode = "NAME_UNKNOWN" if upstream_code == "NAME_UNKNOWN" else unknown
             return OciError(code, f"{repository}@{digest} is not known to the upstream registry", detail=detail)
         if status == 429:
-            headers = {"Retry-After": retry_after} if retry_after and retry_after.isdigit() else {}
+            wait = _number(retry_after)
+            headers = {"Retry-After": str(wait)} if wait is not None else {}
             return OciError(
                 "TOOMANYREQUESTS", f"the upstream registry {host} is rate limiting; retry later", headers=headers
             )
@@ -486,13 +501,13 @@ def _token_from(raw: bytes, host: str) -> tuple[str, float]:
     if len(raw) > MAX_TOKEN_RESPONSE:
         raise invalid
     try:
-        document: Any = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        document: Any = untrusted.loads(raw)
+    except untrusted.Unparseable:
         raise invalid from None
     if not isinstance(document, dict):
         raise invalid
     token = document.get("token") or document.get("access_token")
-    if not isinstance(token, str) or not token or any(c.isspace() for c in token):
+    if not isinstance(token, str) or not _BEARER.fullmatch(token):
         raise invalid
     lifetime = document.get("expires_in", DEFAULT_TOKEN_SECONDS)
     if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
@@ -504,8 +519,8 @@ def _error_code(response: BaseHTTPResponse) -> str | None:
     """The first OCI error code of an upstream error body, if it has one."""
     try:
         raw = response.read(MAX_ERROR_BODY, decode_content=True)
-        document = json.loads(raw) if raw else None
-    except (HTTPError, OSError, ValueError, UnicodeDecodeError):
+        document = untrusted.loads(raw) if raw else None
+    except (HTTPError, OSError, ValueError):  # untrusted.Unparseable is a ValueError
         return None
     if isinstance(document, dict):
         errors = document.get("errors")

@@ -1,0 +1,234 @@
+"""A function worker's AWS calls: metered always, and faulted on request (the chaos harness).
+
+Installed by the worker process before it imports the handler, by wrapping botocore's HTTP send
+(`Endpoint._send`), below botocore's own retries: an injected throttle or 5xx meets the same retry
+policy a real one would, and what survives it reaches the code under test.
+
+* Metering counts every HTTP request per service and operation, and DynamoDB items written and read
+  (what on-demand capacity bills), for the cost figures of `make chaos`.
+* Faults (environment variable MESHANICS_FAULTS, a JSON object) answer a seeded share of requests with
+  a throttling or a 5xx error, some of them after the request was made ("ambiguous": the write
+  happened but its answer was lost, so the caller's retry repeats it), and report a share of the
+  items of BatchGetItem/BatchWriteItem as unprocessed.
+
+    {"seed": 7, "error_rate": 0.03, "ambiguous_share": 0.2, "unprocessed_rate": 0.1,
+     "services": ["dynamodb", "sqs", "kms"]}
+
+Standard library and botocore only: it runs inside the function's sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+ENV = "MESHANICS_FAULTS"
+
+# X-Amz-Target prefixes of the JSON-protocol services the platform calls.
+_SERVICES = {
+    "DynamoDB_20120810": "dynamodb",
+    "DynamoDBStreams_20120810": "dynamodbstreams",
+    "AmazonSQS": "sqs",
+    "TrentService": "kms",
+}
+_THROTTLES = {
+    "dynamodb": (400, "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"),
+    "dynamodbstreams": (400, "com.amazonaws.dynamodb.v20120810#LimitExceededException"),
+    "sqs": (400, "com.amazonaws.sqs#ThrottlingException"),
+    "kms": (400, "ThrottlingException"),
+}
+_WRITES = {"PutItem": 1, "UpdateItem": 1, "DeleteItem": 1}
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    seed: int = 0
+    error_rate: float = 0.0
+    ambiguous_share: float = 0.0
+    unprocessed_rate: float = 0.0
+    services: frozenset[str] = frozenset({"dynamodb", "sqs", "kms"})
+
+    @classmethod
+    def from_env(cls, raw: str | None) -> FaultPlan | None:
+        if not raw:
+            return None
+        values = json.loads(raw)
+        return cls(
+            seed=int(values.get("seed", 0)),
+            error_rate=float(values.get("error_rate", 0.0)),
+            ambiguous_share=float(values.get("ambiguous_share", 0.0)),
+            unprocessed_rate=float(values.get("unprocessed_rate", 0.0)),
+            services=frozenset(values.get("services", ("dynamodb", "sqs", "kms"))),
+        )
+
+    def to_env(self) -> str:
+        return json.dumps(
+            {
+                "seed": self.seed,
+                "error_rate": self.error_rate,
+                "ambiguous_share": self.ambiguous_share,
+                "unprocessed_rate": self.unprocessed_rate,
+                "services": sorted(self.services),
+            }
+        )
+
+
+@dataclass
+class CallMeter:
+    """What one worker asked of AWS; `take()` hands over what accumulated since the last take."""
+
+    requests: Counter[str] = field(default_factory=Counter)  # "service:Operation" -> HTTP requests
+    dynamodb_writes: int = 0  # items written (a transaction's items count twice, as billed)
+    dynamodb_reads: int = 0  # items asked for by key, and Query/Scan pages
+    faults: Counter[str] = field(default_factory=Counter)  # kind -> injected
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self) -> dict[str, Any]:
+        with self._lock:
+            taken = {
+                "requests": dict(self.requests),
+                "dynamodb_writes": self.dynamodb_writes,
+                "dynamodb_reads": self.dynamodb_reads,
+                "faults": dict(self.faults),
+            }
+            self.requests.clear()
+            self.faults.clear()
+            self.dynamodb_writes = self.dynamodb_reads = 0
+        return taken
+
+    def count(self, service: str, operation: str, body: dict[str, Any]) -> None:
+        writes = reads = 0
+        if service == "dynamodb":
+            if operation in _WRITES:
+                writes = 1
+            elif operation == "BatchWriteItem":
+                writes = sum(len(v) for v in body.get("RequestItems", {}).values())
+            elif operation == "TransactWriteItems":
+                writes = 2 * len(body.get("TransactItems", []))
+            elif operation == "GetItem" or operation in ("Query", "Scan"):
+                reads = 1
+            elif operation == "BatchGetItem":
+                reads = sum(len(v.get("Keys", [])) for v in body.get("RequestItems", {}).values())
+        with self._lock:
+            self.requests[f"{service}:{operation}"] += 1
+            self.dynamodb_writes += writes
+            self.dynamodb_reads += reads
+
+    def fault(self, kind: str) -> None:
+        with self._lock:
+            self.faults[kind] += 1
+
+
+METER = CallMeter()
+
+
+class _Raw:
+    """The body of a made-up HTTP response, in the shape botocore reads."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self._body
+
+
+def _response(request: Any, status: int, body: bytes, headers: dict[str, str] | None = None) -> Any:
+    from botocore.awsrequest import AWSResponse
+
+    merged = {"Content-Type": "application/x-amz-json-1.0", **(headers or {})}
+    merged["x-amz-crc32"] = str(zlib.crc32(body) & 0xFFFFFFFF)
+    headers_: Any = merged  # botocore reads them as a mapping
+    return AWSResponse(request.url, status, headers_, _Raw(body))
+
+
+def _error(request: Any, service: str, rng: random.Random) -> Any:
+    if rng.random() < 0.5:
+        status, kind = _THROTTLES[service]
+    else:
+        status, kind = 500, "InternalServerError" if service != "sqs" else "com.amazonaws.sqs#InternalError"
+    body = json.dumps({"__type": kind, "message": "injected by the local stack's fault plan"}).encode()
+    return _response(request, status, body, {"x-amzn-query-error": f"{kind.rsplit('#', 1)[-1]};Sender"})
+
+
+def _unprocess(request: Any, response: Any, operation: str, sent: dict[str, Any], rng: random.Random) -> Any:
+    """The same answer, with part of the batch reported unprocessed (it is asked for again)."""
+    answer = json.loads(response.content or b"{}")
+    if operation == "BatchGetItem":
+        unprocessed: dict[str, Any] = {}
+        for table, items in (answer.get("Responses") or {}).items():
+            keep = [i for i in items if rng.random() >= 0.5]
+            moved = [i for i in items if i not in keep]
+            if moved:
+                asked = dict(sent["RequestItems"][table])
+                asked["Keys"] = [{"pk": i["pk"], "sk": i["sk"]} for i in moved if "pk" in i and "sk" in i]
+                if asked["Keys"]:
+                    unprocessed[table] = asked
+                    answer["Responses"][table] = keep
+        if not unprocessed:
+            return response
+        answer["UnprocessedKeys"] = unprocessed
+    else:
+        moved_items = {
+            table: [r for r in requests if rng.random() < 0.5] for table, requests in sent["RequestItems"].items()
+        }
+        moved_items = {t: r for t, r in moved_items.items() if r}
+        if not moved_items:
+            return response
+        answer["UnprocessedItems"] = moved_items
+    return _response(request, response.status_code, json.dumps(answer).encode(), dict(response.headers))
+
+
+def install(plan: FaultPlan | None) -> None:
+    """Wrap botocore's HTTP send in this process: meter every request, inject `plan`'s faults."""
+    from botocore.endpoint import Endpoint
+
+    original = Endpoint._send  # type: ignore[attr-defined]  # botocore's private send, below its retries
+    rng = random.Random(f"{plan.seed if plan else 0}/{os.environ.get('AWS_LAMBDA_FUNCTION_NAME')}/{os.getpid()}")
+    lock = threading.Lock()
+
+    def draw() -> float:
+        with lock:
+            return rng.random()
+
+    def send(self: Any, request: Any) -> Any:
+        raw_target = request.headers.get("X-Amz-Target") or b""
+        target = raw_target.decode() if isinstance(raw_target, bytes) else str(raw_target)
+        prefix, _, operation = target.partition(".")
+        service = _SERVICES.get(prefix)
+        if service is None:
+            return original(self, request)
+        try:
+            sent = json.loads(request.body or b"{}")
+        except (TypeError, ValueError):
+            sent = {}
+        METER.count(service, operation, sent)
+        if plan is None or service not in plan.services:
+            return original(self, request)
+        if draw() < plan.error_rate:
+            with lock:
+                fault_rng = random.Random(rng.random())
+            if draw() < plan.ambiguous_share:
+                METER.fault(f"{service}:ambiguous")
+                original(self, request)  # made, but its answer is lost
+            else:
+                METER.fault(f"{service}:error")
+            return _error(request, service, fault_rng)
+        response = original(self, request)
+        if (
+            operation in ("BatchGetItem", "BatchWriteItem")
+            and response.status_code == 200
+            and draw() < plan.unprocessed_rate
+        ):
+            METER.fault(f"{service}:unprocessed")
+            with lock:
+                batch_rng = random.Random(rng.random())
+            return _unprocess(request, response, operation, sent, batch_rng)
+        return response
+
+    Endpoint._send = send  # type: ignore[attr-defined]
