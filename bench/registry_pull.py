@@ -72,10 +72,9 @@ def _row(path: str, samples: list[tuple[float, float]], direct: float | None, ta
 
 
 def run(runs: int = RUNS) -> list[dict[str, Any]]:
-    from tests.registry.upstreams import PASSWORD, USER, RegistryProcess, basic, htpasswd_auth, push_image
-
     from meshanics.apikeys import ApiKeyStore
     from meshanics_local.stack import LocalStack
+    from tests.registry.upstreams import PASSWORD, USER, RegistryProcess, basic, htpasswd_auth, push_image
 
     with tempfile.TemporaryDirectory(prefix="bench-registry-") as tmp:
         work = Path(tmp)

@@ -14,7 +14,6 @@ import time
 
 from bench.__main__ import machine
 from bench.table import print_table
-
 from chaos.cost import price_table
 from chaos.run import Scenario, measure_cost, run
 
@@ -27,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-per-second", type=float, default=Scenario.events_per_second)
     parser.add_argument("--no-cost", action="store_true", help="skip the cost runs")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("meshanics_local").propagate = False  # the stack logs to its own files
     scenario = dataclasses.replace(
         Scenario(),
         seed=args.seed,
@@ -41,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table("Faults injected", outcome.fault_rows())
     if outcome.lost_pairs:
         print("\nlost (endpoint, sequence), first 20: " + ", ".join(f"{e}/{s}" for e, s in outcome.lost_pairs))
+    for refusal in outcome.refusals:
+        print(f"signature refused: {refusal}")
     if not args.no_cost:
         rows = measure_cost(scenario, log=lambda line: print(f"[chaos] {line}", flush=True))
         print_table("Cost per million deliveries (clean runs, no faults)", rows)

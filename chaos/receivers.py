@@ -128,6 +128,7 @@ class Receiver:
     endpoint_id: str | None = None
     accepted: Counter[int] = field(default_factory=Counter)  # audit sequence -> 2xx answers
     bad_signatures: int = 0
+    refusals: list[str] = field(default_factory=list)  # why, for the first few bad signatures
     verified: int = 0
     requests: int = 0
     answers: Counter[str] = field(default_factory=Counter)
@@ -194,9 +195,11 @@ class Receiver:
         assert self.secret is not None, "the receiver's secret is set once its endpoint exists"
         try:
             verify(body, header, self.secret, tolerance=600)
-        except SignatureVerificationError:
+        except SignatureVerificationError as refused:
             with self._lock:
                 self.bad_signatures += 1
+                if len(self.refusals) < 5:
+                    self.refusals.append(f"{refused} (header {header[:120]!r}, body {body[:160]!r})")
             return False
         envelope: dict[str, Any] = json.loads(body)
         with self._lock:
@@ -204,6 +207,11 @@ class Receiver:
             self.accepted[int(envelope["sequence"])] += 1
             self.last_accept = time.monotonic()
         return True
+
+    def sequences(self) -> set[int]:
+        """The sequences answered 2xx so far (a snapshot: requests keep arriving)."""
+        with self._lock:
+            return set(self.accepted)
 
     def stop(self) -> None:
         if self._server is not None:

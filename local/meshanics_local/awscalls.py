@@ -153,34 +153,46 @@ def _error(request: Any, service: str, rng: random.Random) -> Any:
     else:
         status, kind = 500, "InternalServerError" if service != "sqs" else "com.amazonaws.sqs#InternalError"
     body = json.dumps({"__type": kind, "message": "injected by the local stack's fault plan"}).encode()
-    return _response(request, status, body, {"x-amzn-query-error": f"{kind.rsplit('#', 1)[-1]};Sender"})
+    fault = "Receiver" if status >= 500 else "Sender"
+    return _response(request, status, body, {"x-amzn-query-error": f"{kind.rsplit('#', 1)[-1]};{fault}"})
 
 
-def _unprocess(request: Any, response: Any, operation: str, sent: dict[str, Any], rng: random.Random) -> Any:
-    """The same answer, with part of the batch reported unprocessed (it is asked for again)."""
+def _unprocessed(
+    endpoint: Any, send: Any, request: Any, operation: str, sent: dict[str, Any], rng: random.Random
+) -> Any:
+    """Part of a batch left unprocessed, as DynamoDB does under throttling: held-back writes are not
+    made (only the rest is sent), held-back reads are not answered. The caller must ask again."""
+    if operation == "BatchWriteItem":
+        held = {t: [r for r in reqs if rng.random() < 0.5] for t, reqs in sent["RequestItems"].items()}
+        held = {t: r for t, r in held.items() if r}
+        kept = {t: [r for r in reqs if r not in held.get(t, [])] for t, reqs in sent["RequestItems"].items()}
+        kept = {t: r for t, r in kept.items() if r}
+        answer: dict[str, Any] = {"UnprocessedItems": held}
+        if kept:
+            body = json.dumps({**sent, "RequestItems": kept}).encode()
+            request.body = body  # moto does not check signatures; AWS would get a re-signed request
+            request.headers["Content-Length"] = str(len(body))
+            METER.count("dynamodb", operation, {**sent, "RequestItems": kept})
+            made = send(endpoint, request)
+            if made.status_code != 200:
+                return made
+        return _response(request, 200, json.dumps(answer).encode())
+    METER.count("dynamodb", operation, sent)
+    response = send(endpoint, request)
+    if response.status_code != 200:
+        return response
     answer = json.loads(response.content or b"{}")
-    if operation == "BatchGetItem":
-        unprocessed: dict[str, Any] = {}
-        for table, items in (answer.get("Responses") or {}).items():
-            keep = [i for i in items if rng.random() >= 0.5]
-            moved = [i for i in items if i not in keep]
-            if moved:
-                asked = dict(sent["RequestItems"][table])
-                asked["Keys"] = [{"pk": i["pk"], "sk": i["sk"]} for i in moved if "pk" in i and "sk" in i]
-                if asked["Keys"]:
-                    unprocessed[table] = asked
-                    answer["Responses"][table] = keep
-        if not unprocessed:
-            return response
+    unprocessed: dict[str, Any] = {}
+    for table, items in (answer.get("Responses") or {}).items():
+        asked = sent["RequestItems"][table]
+        key_names = list(asked["Keys"][0]) if asked.get("Keys") else []
+        keep = [i for i in items if rng.random() >= 0.5]
+        moved = [i for i in items if i not in keep and all(k in i for k in key_names)]
+        if moved:
+            unprocessed[table] = {**asked, "Keys": [{k: i[k] for k in key_names} for i in moved]}
+            answer["Responses"][table] = [i for i in items if i not in moved]
+    if unprocessed:
         answer["UnprocessedKeys"] = unprocessed
-    else:
-        moved_items = {
-            table: [r for r in requests if rng.random() < 0.5] for table, requests in sent["RequestItems"].items()
-        }
-        moved_items = {t: r for t, r in moved_items.items() if r}
-        if not moved_items:
-            return response
-        answer["UnprocessedItems"] = moved_items
     return _response(request, response.status_code, json.dumps(answer).encode(), dict(response.headers))
 
 
@@ -207,28 +219,25 @@ def install(plan: FaultPlan | None) -> None:
             sent = json.loads(request.body or b"{}")
         except (TypeError, ValueError):
             sent = {}
-        METER.count(service, operation, sent)
         if plan is None or service not in plan.services:
+            METER.count(service, operation, sent)
             return original(self, request)
         if draw() < plan.error_rate:
             with lock:
                 fault_rng = random.Random(rng.random())
             if draw() < plan.ambiguous_share:
                 METER.fault(f"{service}:ambiguous")
+                METER.count(service, operation, sent)
                 original(self, request)  # made, but its answer is lost
             else:
                 METER.fault(f"{service}:error")
             return _error(request, service, fault_rng)
-        response = original(self, request)
-        if (
-            operation in ("BatchGetItem", "BatchWriteItem")
-            and response.status_code == 200
-            and draw() < plan.unprocessed_rate
-        ):
+        if operation in ("BatchGetItem", "BatchWriteItem") and draw() < plan.unprocessed_rate:
             METER.fault(f"{service}:unprocessed")
             with lock:
                 batch_rng = random.Random(rng.random())
-            return _unprocess(request, response, operation, sent, batch_rng)
-        return response
+            return _unprocessed(self, original, request, operation, sent, batch_rng)
+        METER.count(service, operation, sent)
+        return original(self, request)
 
     Endpoint._send = send  # type: ignore[attr-defined]

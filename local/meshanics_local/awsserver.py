@@ -12,6 +12,8 @@ import logging
 import multiprocessing
 import os
 import sys
+import threading
+import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,108 @@ from typing import Any
 from meshanics_local.template import REGION
 
 DUMMY_KEY = "local"  # moto accepts any credentials
+
+
+def _lighten_moto() -> None:
+    """Performance only, same answers: three of moto's paths walk a whole queue or table per call,
+    which under a backlog makes each call cost the queue's depth or the table's size (and a batch of
+    them its square). They are replaced by direct reads of what they need:
+
+    * SQS checks a received message's retention by computing every attribute of its queue
+      (approximate counts over all messages included), for each message it hands out;
+    * SQS reads the queue's ContentBasedDeduplication the same way for each message it accepts;
+    * a DynamoDB Query on a table's own key sorts every item of the table, then keeps one partition;
+    * every request lists moto's package directory to find its service.
+    """
+    from moto.core.utils import unix_time
+    from moto.dynamodb.models.table import Table
+    from moto.sqs import models as moto_sqs
+    from moto.sqs.models import Message, Queue, SQSBackend
+
+    def retained(self: SQSBackend, queue_name: str, message: Message) -> bool:
+        queue = self.get_queue(queue_name)
+        retention = float(queue.message_retention_period)  # type: ignore[attr-defined]  # set from its attributes
+        return retention + float(message.sent_timestamp or 0) / 1000 > unix_time()
+
+    SQSBackend.is_message_valid_based_on_retention_period = retained  # type: ignore[method-assign]
+
+    # A queue's attributes include approximate message counts, computed over every message each time
+    # they are read; a SendMessageBatch reads them once per message. Within one send call they are
+    # computed once (the counts are approximate on AWS too); outside one, always afresh.
+    computed = Queue.attributes.fget  # type: ignore[attr-defined]
+    sending = threading.local()
+
+    def attributes(self: Queue) -> dict[str, Any]:
+        memo: dict[int, dict[str, Any]] | None = getattr(sending, "memo", None)
+        if memo is None:
+            return computed(self)  # type: ignore[no-any-return]
+        if id(self) not in memo:
+            memo[id(self)] = computed(self)
+        return dict(memo[id(self)])
+
+    def once_per_call(send: Any) -> Any:
+        def wrapped(self: SQSBackend, *args: Any, **kwargs: Any) -> Any:
+            outermost = getattr(sending, "memo", None) is None
+            if outermost:
+                sending.memo = {}
+            try:
+                return send(self, *args, **kwargs)
+            finally:
+                if outermost:
+                    sending.memo = None
+
+        return wrapped
+
+    Queue.attributes = property(attributes)  # type: ignore[assignment,method-assign]
+    SQSBackend.send_message = once_per_call(SQSBackend.send_message)  # type: ignore[method-assign]
+    SQSBackend.send_message_batch = once_per_call(SQSBackend.send_message_batch)  # type: ignore[method-assign]
+
+    original_query = Table.query
+
+    class _OnePartition:
+        """The table as Query's base-table path sees it: all_items() is only the asked partition."""
+
+        def __init__(self, table: Table, hash_key: Any) -> None:
+            self._table = table
+            self._hash_key = hash_key
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._table, name)
+
+        def all_items(self) -> list[Any]:
+            bucket = self._table.items.get(self._hash_key)
+            if bucket is None:
+                return []
+            return list(bucket.values()) if self._table.range_key_attr else [bucket]
+
+    def query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name or hash_key is None:
+            return original_query(self, hash_key, *args, **kwargs)
+        return original_query(_OnePartition(self, hash_key), hash_key, *args, **kwargs)  # type: ignore[arg-type]
+
+    Table.query = query  # type: ignore[method-assign]
+
+    # Every request finds its service by listing moto's package directory (under a global lock), and
+    # every SQS visibility check reads the clock through a datetime round trip: both answer the same
+    # from a memo and from time.time().
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    find_backend = DomainDispatcherApplication.get_backend_for_host
+    backends: dict[str | None, Any] = {}
+
+    def backend_for_host(self: DomainDispatcherApplication, host: str | None) -> Any:
+        if host not in backends:
+            backends[host] = find_backend(self, host)
+        return backends[host]
+
+    DomainDispatcherApplication.get_backend_for_host = backend_for_host  # type: ignore[method-assign]
+    utc_millis = moto_sqs.unix_time_millis  # type: ignore[attr-defined]
+
+    def now_millis(moment: Any = None) -> float:
+        return time.time() * 1000 if moment is None else float(utc_millis(moment))
+
+    moto_sqs.unix_time_millis = now_millis  # type: ignore[attr-defined,assignment]
 
 
 def _serve(port: int, conn: Connection, log_path: str) -> None:
@@ -33,6 +137,7 @@ def _serve(port: int, conn: Connection, log_path: str) -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     from moto.server import ThreadedMotoServer
 
+    _lighten_moto()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     try:
         server.start()

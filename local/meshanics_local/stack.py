@@ -311,7 +311,7 @@ class LocalStack:
     def invoke(self, function: str, event: Any) -> Invocation:
         """Invoke a function directly (by logical id or function name), as `sam local invoke` would."""
         logical_id = function if function in self.pools else self._logical_id(function)
-        return self.pools[logical_id].invoke(event)
+        return self._account(logical_id, self.pools[logical_id].invoke(event))
 
     def _logical_id(self, name: str) -> str:
         for logical_id, spec in self.functions.items():

@@ -182,8 +182,10 @@ class StreamPoller:
                 self.faults.discard_batches -= 1
                 self.faults.discarded += 1
                 injected = {"errorType": "Injected", "errorMessage": "discarded by the chaos harness"}
-                self._fail(shard_id, batch, "RetryAttemptsExhausted", None, attempts, injected)
+                self._fail(shard_id, batch, "RetryAttemptsExhausted", None, max(1, attempts), injected)
                 del buffer[: len(batch)]
+                retries = attempts = 0
+                size = self.mapping.batch_size
                 continue
             invocation = self._invoke({"Records": batch})
             self.invocations += 1

@@ -1,15 +1,20 @@
-"""Fixtures for the local stack's tests: the translated template and its wiring, read offline."""
+"""Fixtures for the local stack's tests: the translated template and its wiring, read offline, and
+one local stack per test session (per xdist worker), shared by test_stack.py and test_faults.py."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from meshanics_local import resources
+from meshanics_local.awscalls import ENV as FAULTS_ENV
+from meshanics_local.awscalls import FaultPlan
 from meshanics_local.functions import function_specs, rest_api
 from meshanics_local.routes import RestApi
+from meshanics_local.stack import LocalStack
 from meshanics_local.template import Template, translate
 from meshanics_local.workers import FunctionSpec
 
@@ -36,3 +41,27 @@ def wiring(tmp_path_factory: pytest.TempPathFactory) -> Wiring:
     api = rest_api(template, specs, offline, resolver)
     assert api is not None
     return Wiring(template, specs, api)
+
+
+OVERRIDES = {"DeliveryRetrySchedule": "0,1,1", "DeliveryMaxAttempts": "3", "DeliveryMaxReceives": "6"}
+# Every SQS request of ReplayFunction fails (test_faults.py). No trigger invokes it during the tests:
+# its schedule is every 15 minutes, and the stack's first tick would come 15 minutes after the start.
+REPLAY_FAULTS = FaultPlan(seed=5, error_rate=1.0, services=frozenset({"sqs"}))
+FUNCTION_ENVIRONMENT = {
+    "*": {"MESHANICS_TEST_MARK": "every function"},
+    "ReplayFunction": {"MESHANICS_TEST_MARK": "replay only", FAULTS_ENV: REPLAY_FAULTS.to_env()},
+}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    state = tmp_path_factory.mktemp("local-stack")
+    with LocalStack(
+        api_port=0,
+        aws_port=0,
+        state_dir=state,
+        parameter_overrides=OVERRIDES,
+        pool_sizes={"*": 1},
+        function_environment=FUNCTION_ENVIRONMENT,
+    ) as s:
+        yield s

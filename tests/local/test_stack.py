@@ -1,5 +1,6 @@
 """The local stack end to end, in-process on free ports: resources, API + authorizer, stream -> fan-out ->
-queue -> delivery to a loopback receiver, retries into the dead-letter queue, and the stream poller."""
+queue -> delivery to a loopback receiver, retries into the dead-letter queue, and the stream poller.
+The session's stack is the `stack` fixture of conftest.py."""
 
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ from tests.support.receiver import Behaviour, Receiver, running_receiver
 
 pytestmark = pytest.mark.xdist_group("local-stack")
 
-OVERRIDES = {"DeliveryRetrySchedule": "0,1,1", "DeliveryMaxAttempts": "3", "DeliveryMaxReceives": "6"}
 T = TypeVar("T")
 
 
@@ -41,13 +41,6 @@ def eventually(check: Callable[[], T | None], timeout: float = 20.0, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout}s: {check}")
         time.sleep(interval)
-
-
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    state = tmp_path_factory.mktemp("local-stack")
-    with LocalStack(api_port=0, aws_port=0, state_dir=state, parameter_overrides=OVERRIDES, pool_sizes={"*": 1}) as s:
-        yield s
 
 
 @dataclass

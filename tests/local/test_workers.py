@@ -6,7 +6,7 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,9 @@ import helper
 STARTS = os.environ.get("COUNT", "0")
 
 def lambda_handler(event, context):
+    for _ in range(event.get("metered", 0)):  # as awscalls' wrapped send counts a PutItem
+        from meshanics_local import awscalls
+        awscalls.METER.count("dynamodb", "PutItem", {})
     if event.get("sleep"):
         time.sleep(event["sleep"])
     if event.get("fail"):
@@ -108,6 +111,64 @@ def test_a_timeout_kills_the_worker_and_a_fresh_one_takes_over(pool: FunctionPoo
     assert "Task timed out after" in timed_out.error_message
     after = pool.invoke({})
     assert after.ok and after.cold_start and after.result["pid"] != before
+
+
+def test_each_invocation_reports_the_aws_requests_made_during_it(pool: FunctionPool) -> None:
+    metered = pool.invoke({"metered": 2})
+    assert metered.ok, metered.error
+    assert metered.aws == {
+        "requests": {"dynamodb:PutItem": 2},
+        "dynamodb_writes": 2,
+        "dynamodb_reads": 0,
+        "faults": {},
+    }
+    quiet = pool.invoke({})  # the meter starts afresh with each invocation
+    assert quiet.aws == {"requests": {}, "dynamodb_writes": 0, "dynamodb_reads": 0, "faults": {}}
+    failed = pool.invoke({"metered": 1, "fail": "after a write"})  # a function error still reports its requests
+    assert not failed.ok and failed.aws["requests"] == {"dynamodb:PutItem": 1}
+
+
+def _started(spec: FunctionSpec, request_id: str) -> bool:
+    """The worker has logged the invocation's START line: its handler is running."""
+    log = spec.log_path or Path()
+    return log.is_file() and f"START RequestId: {request_id}" in log.read_text()
+
+
+def test_kill_busy_kills_a_worker_mid_invocation_and_a_fresh_one_takes_over(spec: FunctionSpec) -> None:
+    patient = FunctionPool(dataclasses.replace(spec, timeout=60.0), size=1)  # no Sandbox.Timedout in the way
+    patient.start()
+    try:
+        assert not patient.kill_busy()  # nothing started
+        before = patient.invoke({})
+        assert before.ok
+        assert not patient.kill_busy()  # an idle worker is left alone
+        outcome: list[Invocation] = []
+        sleeper = threading.Thread(target=lambda: outcome.append(patient.invoke({"sleep": 60}, request_id="doomed")))
+        started = time.monotonic()
+        sleeper.start()
+        deadline = time.monotonic() + 10
+        while not _started(spec, "doomed"):
+            assert time.monotonic() < deadline, "the invocation did not start"
+            time.sleep(0.02)
+        offered: list[int] = []
+
+        def choose(busy: Sequence[Any]) -> Any:
+            offered.append(len(busy))
+            return busy[0]
+
+        assert patient.kill_busy(choose)
+        sleeper.join(10)
+        assert not sleeper.is_alive() and time.monotonic() - started < 10  # it did not sleep its 60 s
+        assert offered == [1]
+        [killed] = outcome
+        assert not killed.ok and killed.request_id == "doomed"
+        assert killed.error is not None and killed.error["errorType"] == "Runtime.ExitError"
+        assert not patient.kill_busy()  # the dead worker is gone, its replacement is idle
+        after = patient.invoke({})
+        assert after.ok and after.cold_start
+        assert after.result["pid"] != before.result["pid"]
+    finally:
+        patient.stop()
 
 
 def test_missing_code_is_an_import_error_until_it_is_written(tmp_path: Path, spec: FunctionSpec) -> None:

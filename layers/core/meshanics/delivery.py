@@ -275,7 +275,11 @@ class Deliverer:
         ]
         if hidden:
             assert self._queue is not None
-            self._queue.postpone(hidden)
+            try:
+                self._queue.postpone(hidden)
+            except Exception:
+                # Not postponed: those jobs come back after the queue's visibility timeout instead.
+                log.exception("could not postpone %d jobs", len(hidden))
 
     def _attempt(self, job: DeliveryJob, record: Delivery, endpoint: Endpoint | None) -> Outcome:
         number = record.attempt_count + 1

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from meshanics import dynamo
+from meshanics import dynamo, parallel
 from meshanics.deliveries import DeliveryJob
 
 log = logging.getLogger("meshanics.jobqueue")
@@ -20,18 +20,19 @@ class DeliveryQueue:
 
     def send(self, jobs: Sequence[DeliveryJob]) -> list[DeliveryJob]:
         """Enqueue with SendMessageBatch (10 per call); return the jobs that could not be sent."""
-        failed: list[DeliveryJob] = []
-        for chunk in dynamo.chunks(jobs, 10):
+
+        def send(chunk: Sequence[DeliveryJob]) -> list[DeliveryJob]:
             try:
                 response = self._client().send_message_batch(
                     QueueUrl=self.url,
                     Entries=[{"Id": str(i), "MessageBody": job.to_message()} for i, job in enumerate(chunk)],
                 )
             except Exception:
-                failed.extend(chunk)
-                continue
-            failed.extend(chunk[int(entry["Id"])] for entry in response.get("Failed", []))
-        return failed
+                log.exception("could not enqueue %d jobs", len(chunk))
+                return list(chunk)
+            return [chunk[int(entry["Id"])] for entry in response.get("Failed", [])]
+
+        return [job for unsent in parallel.each(send, list(dynamo.chunks(jobs, 10))) for job in unsent]
 
     def postpone(self, hidden: Sequence[tuple[str, int]]) -> None:
         """Hide received jobs (receipt handle, seconds): a retry's delay, or 0 to hand a job that was

@@ -143,9 +143,7 @@ class FanoutRecovery:
     def fan_out(self, work: AuditRange) -> int:
         """Fan out the range's records again; returns how many jobs were sent."""
         records = self._audit.between(work.tenant_id, work.first, work.last)
-        fan = self._fanout()
-        planned = {str(r.sequence): fan.plan(r) for r in records}
-        report = fan.commit(planned)
+        report = self._fanout().fan_out({str(r.sequence): r for r in records})
         if report.failed_items:
             raise TransientFailure(f"{len(report.failed_items)} record(s) of the range could not be fanned out yet")
         log.info(
