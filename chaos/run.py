@@ -252,7 +252,7 @@ class Chaos:
         return response.json() if response.content else None
 
     def subscribe(self, receivers_per_tenant: dict[str, list[Receiver]]) -> None:
-        from meshanics.apikeys import ApiKeyStore
+        from meshanics.store.apikeys import ApiKeyStore
 
         assert self.stack is not None
         dynamodb = self.stack.client("dynamodb")

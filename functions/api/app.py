@@ -38,9 +38,9 @@ from models import (
 
 from meshanics import __version__, catalog, services
 from meshanics.apidoor import RouteScopes, caller, install_error_handlers
-from meshanics.audit import EventInput
 from meshanics.config import settings
 from meshanics.errors import MeshanicsError
+from meshanics.model import EventInput
 
 
 class Resolver(APIGatewayRestResolver):
@@ -219,10 +219,10 @@ def list_deliveries(
     event_type: Annotated[str | None, Query(max_length=128)] = None,
 ) -> DeliveryPage:
     who = caller(app, ROUTES)
-    items, next_cursor = webhooks.deliveries(
+    page = webhooks.deliveries(
         who.tenant_id, webhook_id, limit=limit, cursor=cursor, status=status, event_type=event_type
     )
-    return DeliveryPage(items=[d.public() for d in items], next_cursor=next_cursor)  # type: ignore[misc]
+    return DeliveryPage(items=[d.public() for d in page.items], next_cursor=page.next_cursor)  # type: ignore[misc]
 
 
 @app.post(
@@ -249,7 +249,8 @@ def replay_failed(webhook_id: str, body: Annotated[ReplayFailed | None, Body()] 
 )
 def get_delivery(delivery_id: str) -> DeliveryDetail:
     who = caller(app, ROUTES)
-    return DeliveryDetail(**webhooks.delivery(who.tenant_id, delivery_id).public(detail=True))
+    delivery, envelope = webhooks.delivery(who.tenant_id, delivery_id)
+    return DeliveryDetail(**delivery.public(envelope=envelope))
 
 
 @app.post(
@@ -261,7 +262,9 @@ def get_delivery(delivery_id: str) -> DeliveryDetail:
 )
 def replay_delivery(delivery_id: str) -> DeliveryDetail:
     who = caller(app, ROUTES)
-    return DeliveryDetail(**webhooks.replay(who.tenant_id, who.actor, delivery_id).public(detail=True))
+    webhooks.replay(who.tenant_id, who.actor, delivery_id)
+    delivery, envelope = webhooks.delivery(who.tenant_id, delivery_id)
+    return DeliveryDetail(**delivery.public(envelope=envelope))
 
 
 # -- catalog and events ---------------------------------------------------------------------------

@@ -25,8 +25,8 @@ from meshanics import services
 from meshanics.apidoor import Caller, RouteScopes, caller, error_response, install_error_handlers
 from meshanics.config import settings
 from meshanics.errors import MeshanicsError, Unauthenticated
+from meshanics.model import Credentials
 from meshanics.registry import oci
-from meshanics.registry.connections import Credentials
 
 if TYPE_CHECKING:
     from meshanics.registry.facade import Served

@@ -130,3 +130,21 @@ class _Body:
 
     def stream(self, **_: Any) -> Iterator[bytes]:
         yield self._body
+
+
+@contextlib.contextmanager
+def refused(operation: str) -> Iterator[list[int]]:
+    """AWS keeps throttling `operation`: every call fails (after what would be the SDK's retries)."""
+    from botocore.exceptions import ClientError
+
+    calls: list[int] = []
+
+    def wrapper(original: Callable[..., Any], client: Any, name: str, params: Any) -> Any:
+        if name != operation:
+            return original(client, name, params)
+        calls.append(1)
+        error = {"Error": {"Code": "ThrottlingException", "Message": "throttled (injected)"}}
+        raise ClientError(error, name)  # type: ignore[arg-type]
+
+    with _patched(wrapper):
+        yield calls

@@ -110,6 +110,14 @@ class Settings:
         return self._int("DELIVERY_CONCURRENCY", 10)
 
     @cached_property
+    def audit_shards(self) -> int:
+        """Partitions of each tenant's audit log (a subject always maps to the same one)."""
+        shards = self._int("AUDIT_SHARDS", 16)
+        if not 1 <= shards <= 256:
+            raise ConfigurationError(f"AUDIT_SHARDS must be within 1..256, got {shards}")
+        return shards
+
+    @cached_property
     def audit_retention_days(self) -> int:
         return self._int("AUDIT_RETENTION_DAYS", 400)
 

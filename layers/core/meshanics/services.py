@@ -12,16 +12,20 @@ from meshanics import aws
 from meshanics.config import settings
 
 if TYPE_CHECKING:
-    from meshanics.apikeys import ApiKeyStore
     from meshanics.audit import AuditLog
-    from meshanics.deliveries import DeliveryStore
-    from meshanics.delivery import Deliverer
-    from meshanics.endpoints import EndpointStore
+    from meshanics.deliver import Deliverer
     from meshanics.fanout import FanOut
     from meshanics.jobqueue import DeadLetters, DeliveryQueue
     from meshanics.recovery import FanoutRecovery
+    from meshanics.registry.connections import RegistryService
+    from meshanics.registry.facade import PullFacade
     from meshanics.replay import Replayer
     from meshanics.sealing import Sealer
+    from meshanics.store.apikeys import ApiKeyStore
+    from meshanics.store.audit import AuditTable
+    from meshanics.store.deliveries import DeliveryStore
+    from meshanics.store.endpoints import EndpointStore
+    from meshanics.store.tenants import TenantCounters
     from meshanics.webhooks import WebhookService
 
 
@@ -29,33 +33,42 @@ def dynamodb() -> Any:
     return aws.client("dynamodb")
 
 
+# -- stores ---------------------------------------------------------------------------------------
 @cache
-def audit_log() -> AuditLog:
-    from meshanics.audit import AuditLog
+def tenant_counters() -> TenantCounters:
+    from meshanics.store.tenants import TenantCounters
+
+    return TenantCounters(dynamodb, settings().integrations_table)
+
+
+@cache
+def audit_table() -> AuditTable:
+    from meshanics.store.audit import AuditTable
 
     s = settings()
-    return AuditLog(
-        dynamodb,
-        audit_table=s.audit_table,
-        integrations_table=s.integrations_table,
-        max_record_bytes=s.limits.max_record_bytes,
-        retention_days=s.audit_retention_days,
-    )
+    return AuditTable(dynamodb, s.audit_table, shards=s.audit_shards, retention_days=s.audit_retention_days)
 
 
 @cache
 def endpoint_store() -> EndpointStore:
-    from meshanics.endpoints import EndpointStore
+    from meshanics.store.endpoints import EndpointStore
 
-    return EndpointStore(dynamodb, settings().integrations_table)
+    return EndpointStore(dynamodb, settings().integrations_table, tenant_counters())
 
 
 @cache
 def delivery_store() -> DeliveryStore:
-    from meshanics.deliveries import DeliveryStore
+    from meshanics.store.deliveries import DeliveryStore
 
     s = settings()
     return DeliveryStore(dynamodb, s.integrations_table, retention_days=s.delivery_retention_days)
+
+
+@cache
+def api_keys() -> ApiKeyStore:
+    from meshanics.store.apikeys import ApiKeyStore
+
+    return ApiKeyStore(dynamodb, settings().integrations_table)
 
 
 @cache
@@ -79,20 +92,31 @@ def sealer() -> Sealer:
     return Sealer(lambda: aws.client("kms"), settings().sealing_key_id)
 
 
+# -- use cases ------------------------------------------------------------------------------------
+@cache
+def audit_log() -> AuditLog:
+    from meshanics.audit import AuditLog
+
+    return AuditLog(
+        table=audit_table(),
+        counters=tenant_counters(),
+        endpoints=endpoint_store(),
+        max_record_bytes=settings().limits.max_record_bytes,
+    )
+
+
 def fanout() -> FanOut:
-    """A fan-out for one batch (its subscription lookups are cached for that batch only)."""
     from meshanics.fanout import FanOut
 
-    return FanOut(endpoint_store(), delivery_store(), delivery_queue())
+    return FanOut(delivery_queue())
 
 
 @cache
 def deliverer() -> Deliverer:
-    from meshanics.delivery import Deliverer, HttpSender
+    from meshanics.deliver import Deliverer, HttpSender
 
     s = settings()
     return Deliverer(
-        endpoints=endpoint_store(),
         deliveries=delivery_store(),
         sealer=sealer(),
         queue=delivery_queue(),
@@ -101,73 +125,6 @@ def deliverer() -> Deliverer:
         attempt_deadline=s.delivery_deadline,
         concurrency=s.delivery_concurrency,
     )
-
-
-# -- registry pull-through ------------------------------------------------------------------------
-if TYPE_CHECKING:
-    from meshanics.registry.connections import RegistryService
-    from meshanics.registry.facade import PullFacade
-
-
-@cache
-def registries() -> RegistryService:
-    from meshanics.registry.connections import RegistryService, RegistryStore
-
-    s = settings()
-    return RegistryService(
-        store=RegistryStore(dynamodb, s.integrations_table),
-        audit=audit_log(),
-        sealer=sealer(),
-        max_registries=s.limits.max_registries,
-    )
-
-
-@cache
-def pull_facade() -> PullFacade:
-    from meshanics.registry.cache import ArtifactCache, FillLeases
-    from meshanics.registry.facade import PullFacade
-    from meshanics.registry.pulls import PullRecords
-    from meshanics.registry.settings import PullSettings
-    from meshanics.registry.upstream import UpstreamClient
-
-    s = settings()
-    pull = PullSettings.from_env(s.env)
-    return PullFacade(
-        registries=registries(),
-        records=PullRecords(dynamodb, s.integrations_table, retention_days=pull.cache_expiry_days),
-        cache=ArtifactCache(s.artifact_bucket, presign_ttl=pull.presigned_url_ttl),
-        leases=FillLeases(dynamodb, s.integrations_table),
-        upstream=UpstreamClient(connect_timeout=pull.connect_timeout, read_timeout=pull.read_timeout),
-        audit=audit_log(),
-        settings=pull,
-    )
-
-
-def reset() -> None:
-    """Forget every cached service and client (tests re-point the environment between cases)."""
-    for factory in (
-        webhooks,
-        api_keys,
-        audit_log,
-        endpoint_store,
-        delivery_store,
-        delivery_queue,
-        dead_letters,
-        sealer,
-        deliverer,
-        registries,
-        pull_facade,
-    ):
-        factory.cache_clear()
-    settings.cache_clear()
-    aws.reset_clients()
-
-
-@cache
-def api_keys() -> ApiKeyStore:
-    from meshanics.apikeys import ApiKeyStore
-
-    return ApiKeyStore(dynamodb, settings().integrations_table)
 
 
 @cache
@@ -187,6 +144,18 @@ def webhooks() -> WebhookService:
     )
 
 
+def replayer() -> Replayer:
+    from meshanics.replay import Replayer
+
+    return Replayer(
+        deliveries=delivery_store(),
+        endpoints=endpoint_store(),
+        audit=audit_table(),
+        queue=delivery_queue(),
+        dead_letters=dead_letters(),
+    )
+
+
 def fanout_recovery() -> FanoutRecovery:
     from meshanics.recovery import FailureQueue, FanoutRecovery
 
@@ -196,12 +165,60 @@ def fanout_recovery() -> FanoutRecovery:
     )
 
 
-def replayer() -> Replayer:
-    from meshanics.replay import Replayer
+# -- registry pull-through ------------------------------------------------------------------------
+@cache
+def registries() -> RegistryService:
+    from meshanics.registry.connections import RegistryService
+    from meshanics.store.registries import RegistryStore
 
-    return Replayer(
-        deliveries=delivery_store(),
-        endpoints=endpoint_store(),
-        queue=delivery_queue(),
-        dead_letters=dead_letters(),
+    s = settings()
+    return RegistryService(
+        store=RegistryStore(dynamodb, s.integrations_table, tenant_counters()),
+        audit=audit_log(),
+        sealer=sealer(),
+        max_registries=s.limits.max_registries,
     )
+
+
+@cache
+def pull_facade() -> PullFacade:
+    from meshanics.registry.cache import ArtifactCache
+    from meshanics.registry.facade import PullFacade
+    from meshanics.registry.settings import PullSettings
+    from meshanics.registry.upstream import UpstreamClient
+    from meshanics.store.leases import FillLeases
+    from meshanics.store.pulls import PullRecords
+
+    s = settings()
+    pull = PullSettings.from_env(s.env)
+    return PullFacade(
+        registries=registries(),
+        records=PullRecords(dynamodb, s.integrations_table, retention_days=pull.cache_expiry_days),
+        cache=ArtifactCache(s.artifact_bucket, presign_ttl=pull.presigned_url_ttl),
+        leases=FillLeases(dynamodb, s.integrations_table),
+        upstream=UpstreamClient(connect_timeout=pull.connect_timeout, read_timeout=pull.read_timeout),
+        audit=audit_log(),
+        settings=pull,
+    )
+
+
+def reset() -> None:
+    """Forget every cached service and client (tests re-point the environment between cases)."""
+    for factory in (
+        tenant_counters,
+        audit_table,
+        endpoint_store,
+        delivery_store,
+        api_keys,
+        delivery_queue,
+        dead_letters,
+        sealer,
+        audit_log,
+        deliverer,
+        webhooks,
+        registries,
+        pull_facade,
+    ):
+        factory.cache_clear()
+    settings.cache_clear()
+    aws.reset_clients()

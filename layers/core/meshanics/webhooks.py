@@ -12,18 +12,20 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from meshanics import catalog, egress, envelope, filters, signing
-from meshanics.audit import AuditLog, EventInput
+from meshanics import catalog, egress, filters, signing
+from meshanics.audit import AuditLog
 from meshanics.clock import now_iso, parse_iso
 from meshanics.config import Limits
-from meshanics.deliveries import Delivery, DeliveryJob, DeliveryStore, Status
-from meshanics.endpoints import Endpoint, EndpointStore, secret_context
-from meshanics.errors import EgressRefused, InvalidInput, NotFound
+from meshanics.errors import Conflict, EgressRefused, InvalidInput, NotFound
+from meshanics.history import DeliveryHistory, Page
 from meshanics.ids import looks_like, new_id
+from meshanics.model import Delivery, DeliveryJob, Endpoint, EventInput, Status, parse_delivery_id, secret_context
 from meshanics.replay import replay
+from meshanics.store.deliveries import DeliveryStore
+from meshanics.store.endpoints import EndpointStore
 
 if TYPE_CHECKING:  # the sending path is imported only when a test delivery runs
-    from meshanics.delivery import Deliverer
+    from meshanics.deliver import Deliverer
     from meshanics.jobqueue import DeliveryQueue
     from meshanics.sealing import Sealer
 
@@ -66,6 +68,7 @@ class WebhookService:
         self._endpoints = endpoints
         self._deliveries = deliveries
         self._audit = audit
+        self._history = DeliveryHistory(deliveries, audit.table)
         self._sealer = sealer
         self._deliverer = deliverer
         self._queue = queue
@@ -121,7 +124,6 @@ class WebhookService:
             disabled_reason=None if enabled else DISABLED_BY_API,
             created_at=now,
             updated_at=now,
-            subscribed_after=0,
             sealed_secret=self._sealer.seal(secret, secret_context(tenant_id, endpoint_id)),
         )
         created = self._endpoints.create(endpoint, max_endpoints=self._limits.max_endpoints)
@@ -222,14 +224,7 @@ class WebhookService:
         (record,) = self._audit.append(
             tenant_id, [EventInput("test.ping", subject=f"webhook/{endpoint_id}", actor=actor, data=data)]
         )
-        job = DeliveryJob(
-            tenant_id=tenant_id,
-            endpoint_id=endpoint_id,
-            sequence=record.sequence,
-            event_type=record.type,
-            idempotency_key=record.idempotency_key,
-            body=envelope.serialize(record),
-        )
+        job = DeliveryJob.of(record, endpoint_id)
         a = self._deliverer().test(job, endpoint)
         return TestResult(job.delivery_id, a.outcome, a.status_code, a.duration_ms, a.error)
 
@@ -243,7 +238,7 @@ class WebhookService:
         cursor: str | None,
         status: Status | None,
         event_type: str | None,
-    ) -> tuple[list[Delivery], str | None]:
+    ) -> Page:
         self._endpoint(tenant_id, endpoint_id)  # 404 for an unknown (or another tenant's) endpoint
         if event_type == filters.ALL:
             event_type = None
@@ -253,16 +248,22 @@ class WebhookService:
                 filters.normalize([event_type], max_filters=1)
             except InvalidInput as refused:
                 raise InvalidInput(refused.message, code=refused.code, field="event_type") from None
-        return self._deliveries.page(
+        return self._history.page(
             tenant_id, endpoint_id, limit=limit, cursor=cursor, status=status, event_type=event_type
         )
 
-    def delivery(self, tenant_id: str, delivery_id: str) -> Delivery:
-        return self._deliveries.get(tenant_id, delivery_id)
+    def delivery(self, tenant_id: str, delivery_id: str) -> tuple[Delivery, str]:
+        """A delivery and the exact envelope it sends."""
+        return self._history.delivery(tenant_id, delivery_id)
 
     def replay(self, tenant_id: str, actor: str, delivery_id: str) -> Delivery:
         """Send a failed delivery again (same bytes, same idempotency key), through the queue."""
-        replay(self._deliveries, self._queue(), self._deliveries.get(tenant_id, delivery_id))
+        endpoint_id, sequence = parse_delivery_id(delivery_id)
+        written = self._deliveries.find(tenant_id, endpoint_id, sequence)
+        if written is None:
+            self._history.addressed_record(tenant_id, endpoint_id, sequence)  # NotFound if it is not one
+            raise Conflict("only failed deliveries can be replayed; this one is pending")
+        replay(self._deliveries, self._audit.table, self._queue(), written)
         return self._deliveries.get(tenant_id, delivery_id)
 
     def replay_failed(
@@ -270,10 +271,8 @@ class WebhookService:
     ) -> list[Delivery]:
         """Replay the endpoint's failed deliveries created at or after `since` (newest first)."""
         self._endpoint(tenant_id, endpoint_id)
-        replayed = []
-        for failed in self._deliveries.failed_for_endpoint(tenant_id, endpoint_id, since=since, limit=limit):
-            replayed.append(self.replay(tenant_id, actor, failed.job.delivery_id))
-        return replayed
+        failed, _ = self._deliveries.page(tenant_id, endpoint_id, limit=limit, before=None, status="failed")
+        return [self.replay(tenant_id, actor, d.id) for d in failed if since is None or d.created_at >= since]
 
     # -- audit --------------------------------------------------------------------------------
     def _record(self, tenant_id: str, actor: str, event_type: str, endpoint_id: str, data: dict[str, Any]) -> None:
