@@ -1,4 +1,8 @@
-"""The tenant API's request and response shapes (the contract; OpenAPI is generated from these)."""
+"""The tenant API's request and response shapes (the contract; OpenAPI is generated from these).
+
+Every bound comes from the deployment's limits (meshanics.config.Limits), read once at import: Lambda
+sets the environment before it imports the function, so the document states the limits enforced.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
+
+from meshanics.config import settings
+
+LIMITS = settings().limits
 
 
 class Strict(BaseModel):
@@ -41,24 +49,19 @@ EventTime = Annotated[
 ]
 
 
-class ErrorDetail(BaseModel):
-    code: str = Field(description="Stable machine-readable code, e.g. invalid_request, egress.scheme, missing_scope")
-    message: str = Field(description="What went wrong, for people")
-    field: str | None = Field(default=None, description="The request field at fault, when there is one")
-
-
-class ErrorResponse(BaseModel):
-    """The shape of every error the API answers."""
-
-    error: ErrorDetail
+FILTERS = f"Event filters (at most {LIMITS.max_filters}): exact types or trailing wildcards (`rollout.*`)"
 
 
 class WebhookCreate(Strict):
     url: str = Field(
-        min_length=1, max_length=2048, description="Receiver URL (https; http only with allow_private_network)"
+        min_length=1,
+        max_length=LIMITS.max_url_length,
+        description="Receiver URL (https; http only with allow_private_network)",
     )
-    events: list[str] = Field(default_factory=list, max_length=100, description="Filters; empty means all events")
-    description: str = Field(default="", max_length=4096)
+    events: list[str] = Field(
+        default_factory=list, max_length=LIMITS.max_filters, description=f"{FILTERS}; empty means all events"
+    )
+    description: str = Field(default="", max_length=LIMITS.max_description)
     allow_private_network: bool = Field(
         default=False, description="Allow private/loopback receivers (link-local and metadata stay refused)"
     )
@@ -66,9 +69,9 @@ class WebhookCreate(Strict):
 
 
 class WebhookUpdate(Strict):
-    url: str | None = Field(default=None, min_length=1, max_length=2048)
-    events: list[str] | None = Field(default=None, max_length=100)
-    description: str | None = Field(default=None, max_length=4096)
+    url: str | None = Field(default=None, min_length=1, max_length=LIMITS.max_url_length)
+    events: list[str] | None = Field(default=None, max_length=LIMITS.max_filters, description=FILTERS)
+    description: str | None = Field(default=None, max_length=LIMITS.max_description)
     allow_private_network: bool | None = None
     enabled: bool | None = None
 
@@ -97,12 +100,17 @@ class WebhookPage(BaseModel):
 
 class RotateSecret(Strict):
     overlap_seconds: int | None = Field(
-        default=None, ge=0, le=604800, description="How long the previous secret keeps signing (default 24 h)"
+        default=None,
+        ge=0,
+        le=LIMITS.max_rotation_overlap,
+        description=(
+            f"How long the previous secret keeps signing, in seconds (default {settings().rotation_overlap_seconds})"
+        ),
     )
 
 
 class TestDelivery(Strict):
-    message: str = Field(default="", max_length=256)
+    message: str = Field(default="", max_length=LIMITS.max_test_message)
 
 
 class TestResult(BaseModel):
@@ -151,7 +159,7 @@ class DeliveryPage(BaseModel):
 
 class ReplayFailed(Strict):
     since: Instant | None = Field(default=None, description="Only deliveries created at or after this time")
-    limit: int = Field(default=50, ge=1, le=100)
+    limit: int = Field(default=min(50, LIMITS.max_replay_batch), ge=1, le=LIMITS.max_replay_batch)
 
 
 class EventField(BaseModel):
@@ -183,15 +191,17 @@ class EventTypePage(BaseModel):
 
 
 class EventIn(Strict):
-    type: str = Field(min_length=1, max_length=128)
-    subject: str = Field(min_length=1, max_length=256)
-    actor: str | None = Field(default=None, min_length=1, max_length=128, description="Defaults to the API key")
+    type: str = Field(min_length=1, max_length=LIMITS.max_event_type_length)
+    subject: str = Field(min_length=1, max_length=LIMITS.max_subject_length)
+    actor: str | None = Field(
+        default=None, min_length=1, max_length=LIMITS.max_actor_length, description="Defaults to the API key"
+    )
     occurred_at: EventTime | None = None
     data: dict[str, Any] = Field(default_factory=dict)
 
 
 class EventBatch(Strict):
-    events: list[EventIn] = Field(min_length=1, max_length=100)
+    events: list[EventIn] = Field(min_length=1, max_length=LIMITS.max_events_per_request)
 
 
 def _event_body_kind(value: Any) -> str:

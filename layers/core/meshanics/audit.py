@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meshanics import catalog, envelope, filters, parallel
+from meshanics.config import Limits
 from meshanics.errors import InvalidInput, LimitExceeded, MeshanicsError
 from meshanics.ids import check_tenant
 from meshanics.model import AuditRecord, EventInput
@@ -25,9 +26,10 @@ from meshanics.store.audit import AuditTable
 from meshanics.store.endpoints import EndpointStore
 from meshanics.store.tenants import TenantCounters
 
-MAX_SUBJECT = 256
-MAX_ACTOR = 128
-MAX_EVENTS = 100
+# Fixed product limits, from the one place every limit comes from.
+MAX_SUBJECT = Limits.max_subject_length
+MAX_ACTOR = Limits.max_actor_length
+MAX_EVENTS = Limits.max_events_per_request
 
 
 def rfc3339(moment: datetime) -> str:

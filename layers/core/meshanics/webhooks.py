@@ -30,7 +30,6 @@ if TYPE_CHECKING:  # the sending path is imported only when a test delivery runs
     from meshanics.sealing import Sealer
 
 DISABLED_BY_API = "disabled through the API"
-MAX_OVERLAP = 7 * 86_400
 
 
 @dataclass(frozen=True)
@@ -78,8 +77,8 @@ class WebhookService:
 
     # -- validation ---------------------------------------------------------------------------
     def _check_url(self, url: str, allow_private_network: bool) -> str:
-        if len(url) > 2048:
-            raise InvalidInput("url is longer than 2048 characters", field="url")
+        if len(url) > self._limits.max_url_length:
+            raise InvalidInput(f"url is longer than {self._limits.max_url_length} characters", field="url")
         policy = egress.EgressPolicy(allow_private_network=allow_private_network, require_https=True)
         try:
             egress.validate_url(url, policy, self._resolver)
@@ -195,8 +194,9 @@ class WebhookService:
     ) -> tuple[Endpoint, str]:
         """A new secret; the previous one keeps signing (alongside) until the overlap ends."""
         overlap = self._overlap if overlap_seconds is None else overlap_seconds
-        if not 0 <= overlap <= MAX_OVERLAP:
-            raise InvalidInput(f"overlap_seconds must be within 0..{MAX_OVERLAP}", field="overlap_seconds")
+        bound = self._limits.max_rotation_overlap
+        if not 0 <= overlap <= bound:
+            raise InvalidInput(f"overlap_seconds must be within 0..{bound}", field="overlap_seconds")
         current = self._endpoint(tenant_id, endpoint_id)
         secret = signing.generate_secret()
         expires = int(time.time()) + overlap

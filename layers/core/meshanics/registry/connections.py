@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from meshanics import egress
 from meshanics.audit import AuditLog
 from meshanics.clock import now_iso, parse_iso
+from meshanics.config import Limits
 from meshanics.errors import EgressRefused, InvalidInput
 from meshanics.ids import new_id
 from meshanics.model import Credentials, EventInput, RegistryConnection, credentials_context
@@ -25,7 +26,7 @@ from meshanics.registry.oci import REGISTRY_NAME
 from meshanics.sealing import Sealer
 from meshanics.store.registries import RegistryStore
 
-MAX_URL = 2048
+MAX_URL = Limits.max_url_length
 
 
 def policy_for(allow_private_network: bool) -> egress.EgressPolicy:
