@@ -1,137 +1,185 @@
-"""AWS API calls per delivered event per endpoint, fan-out and delivery together.
+"""Cost per million deliveries at list prices, for one and for ten endpoints per event.
 
-The fan-out and delivery handlers run on the events Lambda would hand them (stream batches of up
-to 100 records, SQS batches of 10) against the real store in moto; every AWS call they make is
-counted. Receiving from the stream and the queue is Lambda's own work and is not counted.
+Measured through the real functions on the local stack: the fan-out and delivery functions run in
+their worker processes on the stream and queue triggers, and the stack meters every AWS request they
+make and times every invocation (LocalStack.take_usage). Events are produced as the API function
+produces them, by AuditLog.append in a process of their own (one API instance: one event per append,
+at RATE events per second), whose AWS requests the same metering counts: the event's audit write,
+its sequence reservations (blocks, as in production at that rate) and its subscription lookups are
+in the figures; the API function's own Lambda cost is not. Receivers verify every signature.
+
+Each case runs twice with the same producer and functions: a first round warms them (KMS data keys,
+connections, sequence blocks), the second is measured (steady state). Priced by chaos.cost, the one
+cost model (us-east-1 list prices; Lambda's SQS poller requests included).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections import Counter
-from collections.abc import Iterator
+import tempfile
+import time
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
-import botocore.client
+from bench.support import BENCH_ENV, SPAWN, quiet, quiet_child
 
-from bench.support import Context, aws_resources, load_handler, receiver
-
-SCENARIOS = ((1, 1), (10, 1), (1, 10), (100, 10))
-
-
-@contextlib.contextmanager
-def counting() -> Iterator[Counter[str]]:
-    calls: Counter[str] = Counter()
-    original = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]
-
-    def counted(self: Any, operation: str, params: Any) -> Any:
-        calls[operation] += 1
-        return original(self, operation, params)
-
-    botocore.client.BaseClient._make_api_call = counted  # type: ignore[attr-defined]
-    try:
-        yield calls
-    finally:
-        botocore.client.BaseClient._make_api_call = original  # type: ignore[attr-defined]
+RATE = 50.0  # events per second from one producer (one API instance), one event per append
+# (endpoints per event, events in the warm-up round, events measured)
+CASES = ((1, 100, 500), (10, 30, 120))
+WRITE_TARGET_10 = 1.2  # DynamoDB writes per delivery at ten endpoints per event
+COST_TARGET_10 = 1.0  # $ per million deliveries at ten endpoints per event
+NEAR_FLOOR = 1.05  # "close to the floor" at one endpoint per event: within 5%
+SETTLE_SECONDS = 1.5  # the last invocations' accounting reaches the stack
+TENANT = "bench-cost"
 
 
-def _stream_events(stack: Any, tenant: str, *, after: int) -> list[dict[str, Any]]:
-    """The tenant's new rollout records as stream batches of up to 100 (what the poller sends)."""
-    from meshanics_local.events import dynamodb_stream_record
+def _producer(env: dict[str, str], conn: Connection) -> None:
+    """A producer process (an API instance): appends events when asked; answers with its AWS usage."""
+    import os
 
-    streams = stack.client("dynamodbstreams")
-    arn = stack.resources.get_att("AuditLogTable", "StreamArn")
-    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
-    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
-        "ShardIterator"
-    ]
-    records = []
-    while iterator:
-        page = streams.get_records(ShardIterator=iterator, Limit=1000)
-        records += page["Records"]
-        if not page["Records"]:
-            break
-        iterator = page.get("NextShardIterator")
-    mine = [
-        dynamodb_stream_record(r, stream_arn=arn, region="us-east-1")
-        for r in records
-        if r["dynamodb"]["NewImage"]["tenant_id"]["S"] == tenant
-        and r["dynamodb"]["NewImage"]["type"]["S"] == "rollout.created"
-        and int(r["dynamodb"]["NewImage"]["sequence"]["N"]) > after
-    ]
-    return [{"Records": mine[i : i + 100]} for i in range(0, len(mine), 100)]
-
-
-def _round(stack: Any, tenant: str, events: int, endpoints: int, first_sequence: int) -> tuple[int, Counter[str]]:
-    """Write `events` events, fan them out and deliver them; (fan-out calls, delivery calls)."""
+    os.environ.update(env)
+    quiet_child()
+    from bench.support import meter
     from meshanics import services
-    from meshanics.audit import EventInput
-    from meshanics_local.events import sqs_record
+    from meshanics.model import EventInput
 
-    services.audit_log().append(
-        tenant,
-        [EventInput("rollout.created", f"rollout/r{i}", "bench", {"rollout_id": f"r{i}"}) for i in range(events)],
-    )
-    fanout, deliver = load_handler("fanout"), load_handler("deliver")
-    sqs = stack.client("sqs")
-    queue = services.delivery_queue().url
-    arn = stack.resources.get_att("DeliveryQueue", "Arn")
-    stream_batches = _stream_events(stack, tenant, after=first_sequence)
-    with counting() as calls:
-        for batch in stream_batches:
-            response = fanout.lambda_handler(batch, Context())
-            assert response["batchItemFailures"] == [], response
-    fanout_calls = sum(calls.values())
-    delivered = 0
-    delivery_calls: Counter[str] = Counter()
-    while delivered < events * endpoints:
-        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
-        event = {"Records": [sqs_record(m, queue_arn=arn, region="us-east-1") for m in messages]}
-        with counting() as calls:
-            assert deliver.lambda_handler(event, Context())["batchItemFailures"] == []
-        delivery_calls.update(calls)
-        sqs.delete_message_batch(
-            QueueUrl=queue,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-        )
-        delivered += len(messages)
-    return fanout_calls, delivery_calls
-
-
-def scenario(stack: Any, url: str, events: int, endpoints: int) -> list[dict[str, Any]]:
-    """Two rounds: the first finds cold caches (KMS data keys), the second is the steady state."""
-    from meshanics import services
-
-    tenant = f"cost-{events}x{endpoints}"
-    for _ in range(endpoints):
-        services.webhooks().create(tenant, "bench", url=url, events=["rollout.*"], allow_private_network=True)
-    rows = []
-    for label in ("first (cold caches)", "steady state"):
-        sequence = services.audit_log().current_sequence(tenant)
-        fanout_calls, delivery_calls = _round(stack, tenant, events, endpoints, sequence)
-        total = fanout_calls + sum(delivery_calls.values())
-        per_delivery = total / (events * endpoints)
-        rows.append(
-            {
-                "events x endpoints": f"{events} x {endpoints}",
-                "round": label,
-                "fan-out calls": fanout_calls,
-                "delivery calls": sum(delivery_calls.values()),
-                "calls per delivery": per_delivery,
-                "target": 2,
-                "ok": "yes" if per_delivery <= 2 else "NO",
-                "delivery calls by type": ", ".join(f"{k} {v}" for k, v in sorted(delivery_calls.items())),
-            }
-        )
-    return rows
+    metering = meter()
+    log = services.audit_log()
+    while True:
+        command = conn.recv()
+        if command is None:
+            return
+        tenant, first, count, rate = command
+        metering.take()
+        started = time.monotonic()
+        sequences = []
+        for i in range(first, first + count):
+            time.sleep(max(0.0, started + (i - first) / rate - time.monotonic()))
+            event = EventInput("rollout.created", subject=f"rollout/r{i}", actor="bench", data={"rollout_id": f"r{i}"})
+            sequences.extend(r.sequence for r in log.append(tenant, [event]))
+        conn.send((sequences, metering.take()))
 
 
 def run() -> list[dict[str, Any]]:
-    with aws_resources() as stack, receiver(0) as url:
-        return [row for events, endpoints in SCENARIOS for row in scenario(stack, url, events, endpoints)]
+    from chaos.receivers import PROFILES, Receiver, Trap
+    from meshanics_local.stack import LocalStack
+
+    quiet()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-cost-") as state:
+        stack = LocalStack(
+            api_port=0,
+            aws_port=0,
+            state_dir=Path(state),
+            demo_key=False,
+            pool_sizes={"*": 1, "DeliverFunction": 2},
+        )
+        trap = Trap()
+        with stack:
+            env = {**stack.parent_environment(), **BENCH_ENV}
+            parent, child = SPAWN.Pipe()
+            producer = SPAWN.Process(target=_producer, args=(env, child), daemon=True)
+            producer.start()
+            try:
+                first = 0
+                for per_event, warm, measured in CASES:
+                    tenant = f"{TENANT}-{per_event}"
+                    receivers = [
+                        Receiver("steady", tenant, PROFILES["steady"][0], 7, trap.url, 0, 0) for _ in range(per_event)
+                    ]
+                    for r in receivers:
+                        r.start()
+                    try:
+                        _subscribe(stack, tenant, receivers)
+                        for count, kept in ((warm, False), (measured, True)):
+                            row = _round(stack, parent, receivers, tenant, first, count, per_event)
+                            first += count
+                            if kept:
+                                rows.append(row)
+                    finally:
+                        for r in receivers:
+                            r.stop()
+            finally:
+                parent.send(None)
+                producer.join(10)
+                if producer.is_alive():
+                    producer.kill()
+        trap.stop()
+    return rows
+
+
+def _subscribe(stack: Any, tenant: str, receivers: list[Any]) -> None:
+    from bench.support import pointed_at
+    from meshanics import services
+
+    with pointed_at(stack):
+        for receiver in receivers:
+            endpoint, secret = services.webhooks().create(
+                tenant, "bench", url=receiver.url, events=["rollout.*"], allow_private_network=True
+            )
+            receiver.secret, receiver.endpoint_id = secret, endpoint.id
+
+
+def _round(
+    stack: Any, producer: Connection, receivers: list[Any], tenant: str, first: int, count: int, per_event: int
+) -> dict[str, Any]:
+    from chaos.cost import Usage, per_million
+
+    stack.take_usage()
+    before = sum(len(r.accepted) for r in receivers)
+    producer.send((tenant, first, count, RATE))
+    sequences, produced = producer.recv()
+    expected = len(sequences) * per_event
+    deadline = time.monotonic() + 120 + expected / 20
+    while sum(len(r.accepted) for r in receivers) - before < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(SETTLE_SECONDS)
+    delivered = sum(len(r.accepted) for r in receivers) - before
+    if delivered != expected or any(n != 1 for r in receivers for n in r.accepted.values()):
+        raise RuntimeError(f"{tenant}: {delivered} of {expected} deliveries, or duplicates; see the stack's logs")
+    used = stack.take_usage()
+    memory = {k: v.memory_mb for k, v in stack.functions.items()}
+    sqs_triggered = {m.function for m in stack.mappings if m.kind == "sqs"}
+    functions = {k: v for k, v in used.items() if k in ("FanoutFunction", "DeliverFunction")}
+    usage = Usage.of(functions, memory, sqs_triggered)
+    # The producer's own requests (audit write, sequence blocks, subscription lookups), not its Lambda.
+    producer_requests = sum(n for name, n in produced["requests"].items() if name.startswith("dynamodb:"))
+    usage = replace(
+        usage,
+        dynamodb_writes=usage.dynamodb_writes + produced["dynamodb_writes"],
+        dynamodb_reads=usage.dynamodb_reads + produced["dynamodb_reads"],
+        aws_requests=usage.aws_requests + producer_requests,
+    )
+    priced = per_million(usage, delivered)
+    floor = (1 + per_event) / per_event
+    writes = usage.dynamodb_writes / delivered
+    write_target = WRITE_TARGET_10 if per_event == 10 else floor * NEAR_FLOOR
+    dollars = priced["total $ per million deliveries"]
+    counter_writes = produced["requests"].get("dynamodb:UpdateItem", 0)
+    return {
+        "endpoints per event": per_event,
+        "events": f"{len(sequences)} at {RATE:g}/s",
+        "deliveries": delivered,
+        "DynamoDB writes / delivery": writes,
+        "floor": floor,
+        "writes target": f"<= {write_target:.2f}",
+        "writes ok": "ok" if writes <= write_target else "NO",
+        "sequence writes / event": round(counter_writes / len(sequences), 3),
+        "AWS calls / delivery": priced["AWS requests / delivery"],
+        "Lambda GB-s / delivery": round(priced["Lambda GB-s / delivery"], 4),
+        "$ per million": dollars,
+        "$ target": f"<= {COST_TARGET_10:g}" if per_event == 10 else "",
+        "$ ok": ("ok" if dollars <= COST_TARGET_10 else "NO") if per_event == 10 else "",
+        "$ of which writes / reads / SQS / Lambda": " / ".join(
+            f"{priced[k]:.2f}"
+            for k in ("DynamoDB writes $/M", "DynamoDB reads $/M", "SQS requests $/M")
+        )
+        + f" / {priced['Lambda requests $/M'] + priced['Lambda GB-seconds $/M']:.2f}",
+    }
 
 
 if __name__ == "__main__":
     from bench.table import print_table
 
-    print_table("Cost: AWS API calls per delivered event per endpoint (fan-out + delivery)", run())
+    print_table("Cost per million deliveries at list prices (steady state)", run())

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -20,13 +20,11 @@ from meshanics.deliver import BATCH_MARGIN_SECONDS, Message
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"meshanics"})
-tracer = Tracer()
 metrics = Metrics()
 deliverer = services.deliverer()
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - BATCH_MARGIN_SECONDS

@@ -1,13 +1,17 @@
-"""Fan-out recovery: the fan-out failure queue -> the failed stream batches fanned out again."""
+"""Fan-out recovery: the fan-out failure queue -> the failed stream batches fanned out again.
+
+Each message is handled on its own: one that raises is reported as a batch item failure (SQS keeps
+it and hands it over again; its queue's redrive policy ends the retries), the others are done. A
+plain loop over the records rather than Powertools' batch utility, whose import (the event data
+classes, asyncio) would add about 20 ms to every cold start for what these lines do.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from meshanics import services
@@ -15,19 +19,24 @@ from meshanics.config import settings
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"meshanics"})
-tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 recovery = services.fanout_recovery()
 
 
-def recover(record: SQSRecord) -> None:
-    last = int(record.attributes.approximate_receive_count) >= settings().fanout_recovery_max_receives
-    recovery.handle(record.body, last_receive=last)
+def recover(record: dict[str, Any]) -> None:
+    """One SQS record of the failure queue; raises if it must be tried again."""
+    receives = int(record["attributes"]["ApproximateReceiveCount"])
+    recovery.handle(record["body"], last_receive=receives >= settings().fanout_recovery_max_receives)
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return dict(process_partial_response(event=event, record_handler=recover, processor=processor, context=context))
+    failures = []
+    for record in event["Records"]:
+        try:
+            recover(record)
+        except Exception as error:
+            logger.debug("record processing exception", extra={"message_id": record["messageId"], "error": str(error)})
+            failures.append({"itemIdentifier": record["messageId"]})
+    return {"batchItemFailures": failures}

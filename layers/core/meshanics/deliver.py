@@ -32,7 +32,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from meshanics import aws, backoff, egress, signing
+from meshanics import aws, backoff, signing
 from meshanics.clock import now_iso
 from meshanics.envelope import SPEC_VERSION
 from meshanics.errors import EgressRefused
@@ -83,6 +83,8 @@ class HttpSender:
     def __call__(
         self, url: str, body: bytes, headers: dict[str, str], *, allow_private_network: bool, deadline: float
     ) -> SendResult:
+        from meshanics import egress  # at the first POST: not on the delivery function's import path
+
         policy = egress.EgressPolicy(allow_private_network=allow_private_network, require_https=True)
         started = time.perf_counter()
 

@@ -23,8 +23,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from meshanics.errors import ConfigurationError
 
 FORMAT_VERSION = 1
@@ -53,6 +51,8 @@ class Sealer:
         self._flights: dict[bytes, threading.Lock] = {}
 
     def seal(self, plaintext: str, context: Mapping[str, str]) -> bytes:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # at first use: ~6 ms of import
+
         response = self._kms().generate_data_key(KeyId=self._key_id, KeySpec="AES_256", EncryptionContext=dict(context))
         key, wrapped = response["Plaintext"], response["CiphertextBlob"]
         nonce = os.urandom(NONCE_BYTES)
@@ -61,6 +61,8 @@ class Sealer:
         return bytes(header + wrapped + nonce + ciphertext)
 
     def unseal(self, sealed: bytes, context: Mapping[str, str]) -> str:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # at first use: ~6 ms of import
+
         version, length = struct.unpack_from(">BH", sealed)
         if version != FORMAT_VERSION:
             raise ConfigurationError(f"unknown sealed format version {version}")

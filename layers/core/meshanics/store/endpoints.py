@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from meshanics import filters
 from meshanics.errors import Conflict, LimitExceeded, NotFound
 from meshanics.model import Endpoint
 from meshanics.store.batch import batch_get, transact
@@ -127,6 +126,8 @@ class EndpointStore:
 
     # -- writes ------------------------------------------------------------------------------
     def create(self, endpoint: Endpoint, *, max_endpoints: int) -> Endpoint:
+        from meshanics import filters  # here: the delivery function reads endpoints and never writes them
+
         items: list[dict[str, Any]] = [
             self._counters.count_change(endpoint.tenant_id, COUNT, 1, limit=max_endpoints),
             {
@@ -145,6 +146,8 @@ class EndpointStore:
 
     def update(self, current: Endpoint, updated: Endpoint) -> Endpoint:
         """Replace `current` with `updated` (same id), moving index items if filters or state changed."""
+        from meshanics import filters  # here: the delivery function reads endpoints and never writes them
+
         old_keys = set(filters.index_keys(current.events)) if current.enabled else set()
         new_keys = set(filters.index_keys(updated.events)) if updated.enabled else set()
         items: list[dict[str, Any]] = [
@@ -164,6 +167,8 @@ class EndpointStore:
         return updated
 
     def delete(self, endpoint: Endpoint) -> None:
+        from meshanics import filters  # here: the delivery function reads endpoints and never writes them
+
         items: list[dict[str, Any]] = [
             {
                 "Delete": {

@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
-from meshanics import untrusted
 from meshanics.errors import InvalidInput
 
 _serializer = TypeSerializer()
@@ -68,6 +67,8 @@ def encode_cursor(last_key: Mapping[str, Any] | None) -> str | None:
 def decode_cursor(cursor: str | None, *, partition: str, sort_prefix: str) -> dict[str, Any] | None:
     """An ExclusiveStartKey from a cursor, accepted only if it is one this listing handed out: a
     base table key inside `partition` whose sort key starts with `sort_prefix`."""
+    from meshanics import untrusted  # here: only the API reads cursors
+
     if not cursor:
         return None
     invalid = InvalidInput("cursor is not valid", code="invalid_cursor", field="cursor")
