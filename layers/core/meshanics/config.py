@@ -155,6 +155,11 @@ class Settings:
         return shards
 
     @cached_property
+    def subscription_cache_seconds(self) -> float:
+        """How long a producer reuses what it read of the subscription index (a change waits it out)."""
+        return self._int("SUBSCRIPTION_CACHE_MS", 1000) / 1000
+
+    @cached_property
     def audit_retention_days(self) -> int:
         return self._int("AUDIT_RETENTION_DAYS", 400)
 

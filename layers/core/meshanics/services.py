@@ -95,13 +95,14 @@ def sealer() -> Sealer:
 # -- use cases ------------------------------------------------------------------------------------
 @cache
 def audit_log() -> AuditLog:
-    from meshanics.audit import AuditLog
+    from meshanics.audit import AuditLog, Subscriptions
 
+    s = settings()
     return AuditLog(
         table=audit_table(),
         counters=tenant_counters(),
-        endpoints=endpoint_store(),
-        max_record_bytes=settings().limits.max_record_bytes,
+        subscriptions=Subscriptions(endpoint_store(), cache_seconds=s.subscription_cache_seconds),
+        max_record_bytes=s.limits.max_record_bytes,
     )
 
 

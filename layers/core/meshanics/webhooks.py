@@ -126,6 +126,7 @@ class WebhookService:
             sealed_secret=self._sealer.seal(secret, secret_context(tenant_id, endpoint_id)),
         )
         created = self._endpoints.create(endpoint, max_endpoints=self._limits.max_endpoints)
+        self._audit.subscriptions.settle(tenant_id)
         self._record(
             tenant_id,
             actor,
@@ -175,6 +176,8 @@ class WebhookService:
             return current
         updated = replace(updated, updated_at=_later(current.updated_at))
         saved = self._endpoints.update(current, updated)
+        if {"events", "enabled"} & set(changed):
+            self._audit.subscriptions.settle(tenant_id)
         self._record(
             tenant_id,
             actor,
@@ -187,6 +190,7 @@ class WebhookService:
     def delete(self, tenant_id: str, actor: str, endpoint_id: str) -> None:
         current = self._endpoint(tenant_id, endpoint_id)
         self._endpoints.delete(current)
+        self._audit.subscriptions.settle(tenant_id)
         self._record(tenant_id, actor, "webhook.deleted", endpoint_id, {"webhook_id": endpoint_id})
 
     def rotate_secret(
