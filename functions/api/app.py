@@ -214,7 +214,7 @@ def get_delivery(delivery_id: str) -> DeliveryDetail:
     scopes=(ADMIN,),
     status_code=202,
     tags=["deliveries"],
-    summary="Replay a failed delivery",
+    summary="Send a delivered or failed delivery again (same bytes, same idempotency key)",
     responses=app.documented(202, 404, 409),
 )
 def replay_delivery(delivery_id: str) -> DeliveryDetail:

@@ -815,18 +815,42 @@ def test_replay_a_failed_delivery(platform: Platform, receiver: Receiver) -> Non
     assert detail["status"] == "delivered"
     assert [a["outcome"] for a in detail["attempts"]] == ["failed", "delivered"]
     assert [a["attempt"] for a in detail["attempts"]] == [1, 2]
-    # Delivered now: replaying again is a conflict.
+    # Delivered now: a replay sends the same bytes once more, as attempt 3 of the same delivery.
     again = platform.api_as(TENANT, [ADMIN], "POST", f"/v1/deliveries/{failed['delivery_id']}/replay")
-    assert_error(again, 409, "conflict")
+    assert again.status == 202 and again.json["replays"] == 2
+    platform.pump()
+    third = receiver.requests[2]
+    assert third.body == first.body
+    assert third.headers["X-Meshanics-Delivery"] == first.headers["X-Meshanics-Delivery"]
+    detail = platform.api_as(TENANT, [READ], "GET", f"/v1/deliveries/{failed['delivery_id']}").json
+    assert [(a["attempt"], a["outcome"]) for a in detail["attempts"]] == [(1, "failed"), (2, "delivered"), (3, "delivered")]
+    assert detail["status"] == "delivered" and detail["replays"] == 2
 
 
-def test_replay_of_a_pending_or_delivered_delivery_is_409(platform: Platform, history: dict[str, Any]) -> None:
-    for item in deliveries(platform, history["webhook"]["id"]):
-        if item["status"] == "failed":
-            continue
+def test_replay_of_a_pending_delivery_is_409(platform: Platform, history: dict[str, Any]) -> None:
+    pending = [d for d in deliveries(platform, history["webhook"]["id"]) if d["status"] == "pending"]
+    assert pending
+    for item in pending:
         response = platform.api_as(TENANT, [ADMIN], "POST", f"/v1/deliveries/{item['id']}/replay")
         error = assert_error(response, 409, "conflict")
-        assert item["status"] in error["message"]
+        assert "pending" in error["message"]
+
+
+def test_replay_of_a_delivered_delivery_sends_it_again(platform: Platform, receiver: Receiver) -> None:
+    created = receiver_webhook(platform, receiver, events=["rollout.*"])
+    write_events(platform, [rollout_created("r1")])
+    platform.pump()
+    (delivered,) = deliveries(platform, created["id"])
+    assert delivered["status"] == "delivered"
+    response = platform.api_as(TENANT, [ADMIN], "POST", f"/v1/deliveries/{delivered['id']}/replay")
+    assert response.status == 202 and response.json["status"] == "pending"
+    platform.pump()
+    first, second = receiver.requests
+    assert first.body == second.body
+    assert json.loads(second.body)["idempotency_key"] == delivered["idempotency_key"]
+    assert json.loads(second.body)["sequence"] == delivered["sequence"]
+    detail = platform.api_as(TENANT, [READ], "GET", f"/v1/deliveries/{delivered['id']}").json
+    assert [a["attempt"] for a in detail["attempts"]] == [1, 2] and detail["status"] == "delivered"
 
 
 def test_replay_unknown_delivery_is_404(platform: Platform) -> None:

@@ -261,12 +261,12 @@ class WebhookService:
         return self._history.delivery(tenant_id, delivery_id)
 
     def replay(self, tenant_id: str, actor: str, delivery_id: str) -> Delivery:
-        """Send a failed delivery again (same bytes, same idempotency key), through the queue."""
+        """Send a delivered or failed delivery again (same bytes, same idempotency key), through the queue."""
         endpoint_id, sequence = parse_delivery_id(delivery_id)
         written = self._deliveries.find(tenant_id, endpoint_id, sequence)
         if written is None:
             self._history.addressed_record(tenant_id, endpoint_id, sequence)  # NotFound if it is not one
-            raise Conflict("only failed deliveries can be replayed; this one is pending")
+            raise Conflict("this delivery is pending (waiting for its first attempt); replay it once it is settled")
         replay(self._deliveries, self._audit.table, self._queue(), written)
         return self._deliveries.get(tenant_id, delivery_id)
 
