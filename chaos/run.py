@@ -225,6 +225,8 @@ class Chaos:
                 "DeliveryReadTimeoutMs": str(s.read_timeout_ms),
                 "DeliveryDeadlineMs": str(s.deadline_ms),
                 "ReplaySchedule": "rate(1 minute)",
+                # Each endpoint change waits this out; a quarter second keeps the 24 creations short.
+                "SubscriptionCacheMs": "250",
             },
             pool_sizes={"DeliverFunction": s.deliver_workers},
             function_environment={name: {"MESHANICS_FAULTS": plan.to_env()} for name in FAULTED_FUNCTIONS},

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from meshanics import ids, signing
-from meshanics.audit import AuditLog
+from meshanics.audit import AuditLog, Subscriptions
 from meshanics.clock import now_iso
 from meshanics.model import AuditRecord, Endpoint, EventInput, delivery_id, secret_context
 from meshanics.sealing import Sealer
@@ -97,7 +97,12 @@ def core(stack: LocalStack) -> Core:
     endpoints = EndpointStore(lambda: dynamodb, env["INTEGRATIONS_TABLE"], counters)
     table = AuditTable(lambda: dynamodb, env["AUDIT_TABLE"], shards=int(env["AUDIT_SHARDS"]), retention_days=1)
     return Core(
-        audit=AuditLog(table=table, counters=counters, endpoints=endpoints, max_record_bytes=8192),
+        audit=AuditLog(
+            table=table,
+            counters=counters,
+            subscriptions=Subscriptions(endpoints, cache_seconds=0),
+            max_record_bytes=8192,
+        ),
         endpoints=endpoints,
         deliveries=DeliveryStore(lambda: dynamodb, env["INTEGRATIONS_TABLE"], retention_days=1),
         sealer=Sealer(lambda: kms, env["SEALING_KEY_ID"]),

@@ -80,5 +80,8 @@ def provision(overrides: dict[str, str] | None = None) -> dict[str, str]:
         "DELIVERY_RETRY_SCHEDULE": params["DeliveryRetrySchedule"],
         "DELIVERY_MAX_ATTEMPTS": params["DeliveryMaxAttempts"],
         "DELIVERY_MAX_RECEIVES": params["DeliveryMaxReceives"],
+        "AUDIT_SHARDS": params["AuditShards"],
+        # In-process tests read the subscription index afresh for every event (no cache to wait out).
+        "SUBSCRIPTION_CACHE_MS": "0",
     }
     return env

@@ -1,7 +1,8 @@
 """The append-only audit log: the one way any producer records a platform event.
 
 `AuditLog.append` validates each event against the catalog (type, declared fields, size), numbers
-it (the tenant's sequences, reserved in blocks), matches it against the tenant's subscriptions,
+it (the tenant's sequences, reserved in blocks), matches it against the tenant's subscriptions (read
+consistently, then reused for at most `SubscriptionCacheMs`),
 serializes its delivery envelope once, and writes it to the subject's shard of the tenant. The
 endpoints subscribed at that moment are stored with the event: fan-out only sends their jobs, and
 an endpoint receives exactly the events written after it subscribed (and before it stopped).
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -65,18 +68,56 @@ def validate(event: EventInput, *, max_record_bytes: int) -> dict[str, Any]:
     return data
 
 
+class Subscriptions:
+    """What the subscription index says, as producers read it when they write events.
+
+    Each index key is read strongly consistently and then reused for `cache_seconds`, so a busy
+    tenant's producers do not all read the same few index items for every event. A subscription
+    change waits that long before it answers (`settle`): every event written after the change has
+    answered is matched against it, as if nothing were cached.
+    """
+
+    def __init__(self, endpoints: EndpointStore, *, cache_seconds: float, clock: Callable[[], float] = time.monotonic):
+        self._endpoints = endpoints
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: dict[tuple[str, str], tuple[float, list[str]]] = {}
+        self._lock = threading.Lock()
+
+    def subscribers(self, tenant_id: str, keys: Sequence[str]) -> dict[str, list[str]]:
+        now = self._clock()
+        with self._lock:
+            fresh = {k: hit[1] for k in keys if (hit := self._cache.get((tenant_id, k))) and hit[0] > now}
+        missing = [k for k in keys if k not in fresh]
+        read = parallel.each(lambda key: self._endpoints.subscribers(tenant_id, key), missing)
+        if self._cache_seconds > 0:
+            with self._lock:
+                for key, ids in zip(missing, read, strict=True):
+                    self._cache[(tenant_id, key)] = (now + self._cache_seconds, ids)
+        return fresh | dict(zip(missing, read, strict=True))
+
+    def settle(self, tenant_id: str) -> None:
+        """After a subscription change: forget this process's copy, and wait until every other
+        producer's copy is too old to be used."""
+        with self._lock:
+            for key in [k for k in self._cache if k[0] == tenant_id]:
+                del self._cache[key]
+        if self._cache_seconds > 0:
+            time.sleep(self._cache_seconds)
+
+
 class AuditLog:
     def __init__(
         self,
         *,
         table: AuditTable,
         counters: TenantCounters,
-        endpoints: EndpointStore,
+        subscriptions: Subscriptions,
         max_record_bytes: int,
     ) -> None:
         self.table = table
+        self.subscriptions = subscriptions
         self._counters = counters
-        self._endpoints = endpoints
         self._max_record_bytes = max_record_bytes
 
     def append(self, tenant_id: str, events: Sequence[EventInput]) -> list[AuditRecord]:
@@ -100,6 +141,9 @@ class AuditLog:
         now = datetime.now(UTC)
         records = []
         for sequence, event, data in zip(sequences, events, cleaned, strict=True):
+            endpoints = subscribed[event.type]
+            if catalog.CATALOG[event.type].operational:  # never to the endpoint it is about
+                endpoints = tuple(e for e in endpoints if e != data.get("webhook_id"))
             record = AuditRecord(
                 tenant_id=tenant_id,
                 sequence=sequence,
@@ -110,7 +154,7 @@ class AuditLog:
                 actor=event.actor,
                 data=data,
                 partition=self.table.partition(tenant_id, event.subject),
-                endpoints=subscribed[event.type],
+                endpoints=endpoints,
                 recorded_at=rfc3339(now),
             )
             records.append(replace(record, body=envelope.serialize(record)))
@@ -121,9 +165,7 @@ class AuditLog:
         """Per event type, the ids of the tenant's endpoints subscribed to it now (index lookups of
         the keys a type can match, side by side, each key once)."""
         wanted = {t: filters.candidate_keys(t) if catalog.CATALOG[t].subscribable else [] for t in event_types}
-        lookups = sorted({key for keys in wanted.values() for key in keys})
-        subscribers = parallel.each(lambda key: self._endpoints.subscribers(tenant_id, key), lookups)
-        found = dict(zip(lookups, subscribers, strict=True))
+        found = self.subscriptions.subscribers(tenant_id, sorted({key for keys in wanted.values() for key in keys}))
         return {t: tuple(sorted({e for key in keys for e in found[key]})) for t, keys in wanted.items()}
 
     def current_sequence(self, tenant_id: str) -> int:
