@@ -14,6 +14,8 @@ import requests
 from bench.support import receiver
 
 ROUNDS = 60
+TITLE = "Tenant API latency through the local stack"
+NOTE = f"{ROUNDS} requests per route, one at a time, through the HTTP front, authorizer and API function workers."
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -66,4 +68,4 @@ def run(rounds: int = ROUNDS) -> list[dict[str, Any]]:
 if __name__ == "__main__":
     from bench.table import print_table
 
-    print_table("Tenant API latency through the local stack", run())
+    print_table(TITLE, run(), note=NOTE)

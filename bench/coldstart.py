@@ -45,6 +45,9 @@ ENV = {
     "POWERTOOLS_METRICS_NAMESPACE": "Bench",
 }
 
+TITLE = "Cold start: each function's handler import beside a bare `import boto3`"
+NOTE = ""
+
 
 def parse_importtime(stderr: str, module: str) -> float | None:
     """Cumulative milliseconds of the top-level import of `module` in `-X importtime` output."""

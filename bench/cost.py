@@ -33,6 +33,9 @@ NEAR_FLOOR = 1.05  # "close to the floor" at one endpoint per event: within 5%
 SETTLE_SECONDS = 1.5  # the last invocations' accounting reaches the stack
 TENANT = "bench-cost"
 
+TITLE = "Cost per million deliveries at list prices (steady state)"
+NOTE = ""
+
 
 def _producer(env: dict[str, str], conn: Connection) -> None:
     """A producer process (an API instance): appends events when asked; answers with its AWS usage."""
@@ -53,7 +56,7 @@ def _producer(env: dict[str, str], conn: Connection) -> None:
         tenant, first, count, rate = command
         metering.take()
         started = time.monotonic()
-        sequences = []
+        sequences: list[int] = []
         for i in range(first, first + count):
             time.sleep(max(0.0, started + (i - first) / rate - time.monotonic()))
             event = EventInput("rollout.created", subject=f"rollout/r{i}", actor="bench", data={"rollout_id": f"r{i}"})
@@ -172,8 +175,7 @@ def _round(
         "$ target": f"<= {COST_TARGET_10:g}" if per_event == 10 else "",
         "$ ok": ("ok" if dollars <= COST_TARGET_10 else "NO") if per_event == 10 else "",
         "$ of which writes / reads / SQS / Lambda": " / ".join(
-            f"{priced[k]:.2f}"
-            for k in ("DynamoDB writes $/M", "DynamoDB reads $/M", "SQS requests $/M")
+            f"{priced[k]:.2f}" for k in ("DynamoDB writes $/M", "DynamoDB reads $/M", "SQS requests $/M")
         )
         + f" / {priced['Lambda requests $/M'] + priced['Lambda GB-seconds $/M']:.2f}",
     }

@@ -30,7 +30,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from meshanics.model import AuditRecord, DeliveryJob
+    from meshanics.model import DeliveryJob
     from meshanics_local.awscalls import CallMeter
     from meshanics_local.stack import LocalStack
 
@@ -63,13 +63,15 @@ def quiet_child() -> None:
 
 # -- AWS ------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def pointed_at(stack: LocalStack) -> Iterator[dict[str, str]]:
-    """Point this process's core (services, boto3) at the stack, as its functions see it."""
+def pointed_at(stack: LocalStack, extra: Mapping[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """Point this process's core (services, boto3) at the stack, as its functions see it, with
+    `extra` variables on top; yields that environment (for the processes a benchmark starts)."""
     from meshanics import services
 
     saved = dict(os.environ)
     os.environ.update(stack.parent_environment())
     os.environ.update(BENCH_ENV)
+    os.environ.update(extra or {})
     services.reset()
     try:
         yield dict(os.environ)
@@ -280,6 +282,17 @@ class ArrivalReceiver:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def wait_for_key(self, key: tuple[str, int], timeout: float) -> bool:
+        """Wait until the delivery (path, sequence) has arrived; False if `timeout` passed first."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while key not in self.arrivals:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
 
     def wait_for(self, count: int, timeout: float) -> bool:
         """Wait until `count` distinct deliveries have arrived; False if `timeout` passed first."""

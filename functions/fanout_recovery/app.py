@@ -37,6 +37,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         try:
             recover(record)
         except Exception as error:
-            logger.debug("record processing exception", extra={"message_id": record["messageId"], "error": str(error)})
+            logger.warning(
+                "a failed fan-out batch could not be recovered yet; its message stays queued",
+                extra={"message_id": record["messageId"], "error": str(error)},
+                exc_info=True,
+            )
             failures.append({"itemIdentifier": record["messageId"]})
     return {"batchItemFailures": failures}
