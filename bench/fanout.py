@@ -23,14 +23,13 @@ parsed by botocore, so the fan-out's own CPU time is all there.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench.support import SPAWN, Context, aws_resources, load_handler, median, pointed_at, quiet_child
+from bench.support import SPAWN, CannedAws, Context, aws_resources, load_handler, median, pointed_at, quiet_child
 
 SHARDS = (1, 4, 16)
 BATCHES_PER_SHARD_AT_MOST = 2  # at 16 shards: every shard gets a few batches
@@ -49,49 +48,25 @@ NOTE = (
 )
 
 
-class _Raw:
-    """What botocore reads a response body from."""
+def sqs_sends_answered(latency_s: float) -> None:
+    """In this process: SendMessageBatch answered as SQS would, after `latency_s`."""
 
-    def __init__(self, body: bytes) -> None:
-        self._body = body
+    def sent(request: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "Successful": [
+                {
+                    "Id": e["Id"],
+                    "MessageId": str(uuid.uuid4()),
+                    "MD5OfMessageBody": hashlib.md5(e["MessageBody"].encode()).hexdigest(),
+                }
+                for e in request["Entries"]
+            ],
+            "Failed": [],
+        }
 
-    def stream(self, **_: Any) -> Any:
-        yield self._body
-
-
-def answer_sqs_sends(latency_s: float) -> None:
-    """In this process: SendMessageBatch is answered as SQS would, after `latency_s`; every other
-    request goes out as usual."""
-    from botocore.awsrequest import AWSResponse, HTTPHeaders
-    from botocore.endpoint import Endpoint
-
-    original = Endpoint._send  # type: ignore[attr-defined]
-
-    def send(self: Any, request: Any) -> Any:
-        target = request.headers.get("X-Amz-Target") or b""
-        if (target.decode() if isinstance(target, bytes) else str(target)) != "AmazonSQS.SendMessageBatch":
-            return original(self, request)
-        entries = json.loads(request.body)["Entries"]
-        time.sleep(latency_s)
-        body = json.dumps(
-            {
-                "Successful": [
-                    {
-                        "Id": e["Id"],
-                        "MessageId": str(uuid.uuid4()),
-                        "MD5OfMessageBody": hashlib.md5(e["MessageBody"].encode()).hexdigest(),
-                    }
-                    for e in entries
-                ],
-                "Failed": [],
-            }
-        ).encode()
-        headers = HTTPHeaders()
-        headers["Content-Type"] = "application/x-amz-json-1.0"
-        headers["Content-Length"] = str(len(body))
-        return AWSResponse(request.url, 200, headers, _Raw(body))
-
-    Endpoint._send = send  # type: ignore[attr-defined]
+    canned = CannedAws().install()
+    canned.latency = latency_s
+    canned.answers["AmazonSQS.SendMessageBatch"] = sent
 
 
 def _instance(env: dict[str, str], shards: list[list[dict[str, Any]]], results: Any, go: Any) -> None:
@@ -100,7 +75,7 @@ def _instance(env: dict[str, str], shards: list[list[dict[str, Any]]], results: 
     os.environ.clear()
     os.environ.update(env)
     quiet_child()
-    answer_sqs_sends(SQS_LATENCY_MS / 1000)
+    sqs_sends_answered(SQS_LATENCY_MS / 1000)
     fanout = load_handler("fanout")  # the cold start happens before the clock starts
     results.put("ready")
     go.wait()

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
@@ -116,6 +116,58 @@ def meter() -> CallMeter:
             awscalls.install(None)
             _metered = True
     return awscalls.METER
+
+
+class _Body:
+    """What botocore reads a response body from."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body
+
+
+Answer = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class CannedAws:
+    """botocore's HTTP send in this process, below its retries, with chosen operations answered here
+    after a fixed latency instead of by the emulation (whose CPU time would compete with the code
+    measured): requests are still built and signed and answers parsed by botocore. Operations named
+    in `record` keep their last real answer (`recorded`), to be replayed."""
+
+    def __init__(self, *, record: Sequence[str] = ()) -> None:
+        self.answers: dict[str, Answer] = {}
+        self.latency = 0.0
+        self.recorded: dict[str, dict[str, Any]] = {}
+        self._record = set(record)
+
+    def install(self) -> CannedAws:
+        from botocore.awsrequest import AWSResponse, HTTPHeaders
+        from botocore.endpoint import Endpoint
+
+        original = Endpoint._send  # type: ignore[attr-defined]
+        canned = self
+
+        def send(self: Any, request: Any) -> Any:
+            raw = request.headers.get("X-Amz-Target") or b""
+            target = raw.decode() if isinstance(raw, bytes) else str(raw)  # e.g. "AmazonSQS.SendMessageBatch"
+            answer = canned.answers.get(target)
+            if answer is None:
+                response = original(self, request)
+                if target in canned._record and response.status_code == 200:
+                    canned.recorded[target] = json.loads(response.content)
+                return response
+            body = json.dumps(answer(json.loads(request.body or b"{}"))).encode()
+            time.sleep(canned.latency)
+            headers = HTTPHeaders()
+            headers["Content-Type"] = "application/x-amz-json-1.0"
+            headers["Content-Length"] = str(len(body))
+            return AWSResponse(request.url, 200, headers, _Body(body))
+
+        Endpoint._send = send  # type: ignore[attr-defined]
+        return self
 
 
 # -- handlers -------------------------------------------------------------------------------------
