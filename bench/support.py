@@ -142,12 +142,13 @@ class CannedAws:
         self.latency = 0.0
         self.recorded: dict[str, dict[str, Any]] = {}
         self._record = set(record)
+        self._original: Any = None
 
     def install(self) -> CannedAws:
         from botocore.awsrequest import AWSResponse, HTTPHeaders
         from botocore.endpoint import Endpoint
 
-        original = Endpoint._send  # type: ignore[attr-defined]
+        original = self._original = Endpoint._send  # type: ignore[attr-defined]
         canned = self
 
         def send(self: Any, request: Any) -> Any:
@@ -168,6 +169,13 @@ class CannedAws:
 
         Endpoint._send = send  # type: ignore[attr-defined]
         return self
+
+    def restore(self) -> None:
+        from botocore.endpoint import Endpoint
+
+        if self._original is not None:
+            Endpoint._send = self._original  # type: ignore[attr-defined]
+            self._original = None
 
 
 # -- handlers -------------------------------------------------------------------------------------
