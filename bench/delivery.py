@@ -56,9 +56,6 @@ NOTE = (
 )
 _sequences = itertools.count(1)
 
-TITLE = "Delivery throughput at a 50 ms receiver: ours vs a naive sender"
-NOTE = ""
-
 
 def naive(url: str, n: int, body: bytes) -> float:
     """Seconds for `n` sequential `requests.post` (a new connection each)."""
