@@ -1,6 +1,6 @@
-"""The embedded local stack: the whole system on one machine, wired from template.yaml.
+"""The embedded local platform: the whole system on one machine, wired from template.yaml.
 
-`python -m meshanics_local` (`make run`) or `LocalStack(...)` (stack.py). Modules:
+`python -m meshanics_local` (`make run`) or `LocalPlatform(...)` (stack.py). Modules:
 
 * template.py: load the SAM template, translate it offline, resolve intrinsics.
 * resources.py: the stateful resources, created in moto (CloudFormation first, service API where needed).

@@ -152,7 +152,7 @@ def _error(request: Any, service: str, rng: random.Random) -> Any:
         status, kind = _THROTTLES[service]
     else:
         status, kind = 500, "InternalServerError" if service != "sqs" else "com.amazonaws.sqs#InternalError"
-    body = json.dumps({"__type": kind, "message": "injected by the local stack's fault plan"}).encode()
+    body = json.dumps({"__type": kind, "message": "injected by the local platform's fault plan"}).encode()
     fault = "Receiver" if status >= 500 else "Sender"
     return _response(request, status, body, {"x-amzn-query-error": f"{kind.rsplit('#', 1)[-1]};{fault}"})
 

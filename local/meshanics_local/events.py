@@ -1,4 +1,4 @@
-"""The Lambda events the local stack sends, in the shapes Lambda and API Gateway send them.
+"""The Lambda events the local platform sends, in the shapes Lambda and API Gateway send them.
 
 Pure builders (no I/O): the pollers and the API front call them, and `samples` uses them to write
 `events/`, so the sample events are exactly what the functions receive locally.

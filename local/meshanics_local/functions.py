@@ -212,7 +212,7 @@ def schedules(
             try:
                 function = function_by_reference(target["Arn"], specs, resolver)
             except TemplateError:
-                continue  # a target the local stack does not play (not a function)
+                continue  # a target the local platform does not play (not a function)
             constant = resolver.resolve(target["Input"]) if "Input" in target else None
             found.append(
                 Schedule(logical_id, function, resources.get_att(logical_id, "Arn"), expression, enabled, constant)

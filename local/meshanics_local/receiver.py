@@ -1,4 +1,4 @@
-"""A tiny verifying webhook receiver for trying the local stack.
+"""A tiny verifying webhook receiver for trying the local platform.
 
     python -m meshanics_local.receiver --port 9000 --secret-file .local/receiver-secret
 

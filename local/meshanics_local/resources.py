@@ -13,7 +13,7 @@ template's own properties (see `_complete`), and `verify` checks the result:
   minus TLS-only deny statements (the local emulation speaks plain HTTP on loopback).
 
 Everything else in the template (functions, roles, layers, event source mappings, the REST API,
-schedule rules, permissions) is played by the local stack itself and gets a synthetic physical id,
+schedule rules, permissions) is played by the local platform itself and gets a synthetic physical id,
 so intrinsics that name it still resolve. Event source mappings in particular are never created in
 moto: moto would invoke functions through Docker and drop records when that fails.
 """
@@ -53,7 +53,7 @@ class Resource:
     type: str
     physical_id: str
     attributes: dict[str, str] = field(default_factory=dict)
-    created_by: str = "local stack"  # "cloudformation", "service API" or "local stack" (played locally)
+    created_by: str = "local platform"  # "cloudformation", "service API" or "local platform" (played locally)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -88,13 +88,13 @@ class Resources(Mapping[str, Resource]):
 
     def ref(self, logical_id: str) -> str:
         if logical_id not in self._items:
-            raise TemplateError(f"Ref to {logical_id}, which the local stack did not create")
+            raise TemplateError(f"Ref to {logical_id}, which the local platform did not create")
         return self._items[logical_id].physical_id
 
     def get_att(self, logical_id: str, attribute: str) -> str:
         resource = self._items.get(logical_id)
         if resource is None:
-            raise TemplateError(f"Fn::GetAtt of {logical_id}, which the local stack did not create")
+            raise TemplateError(f"Fn::GetAtt of {logical_id}, which the local platform did not create")
         if attribute not in resource.attributes:
             raise TemplateError(f"Fn::GetAtt {logical_id}.{attribute} is not known locally ({resource.type})")
         return resource.attributes[attribute]

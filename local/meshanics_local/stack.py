@@ -1,6 +1,6 @@
-"""LocalStack: the whole system on one machine, wired from template.yaml.
+"""LocalPlatform: the whole system on one machine, wired from template.yaml.
 
-    with LocalStack(api_port=0, aws_port=0, state_dir=tmp) as stack:
+    with LocalPlatform(api_port=0, aws_port=0, state_dir=tmp) as stack:
         requests.get(f"{stack.api_url}/v1/webhooks", headers={"Authorization": f"Bearer {stack.demo_key}"})
 
 Start order: the AWS emulation (moto server) and the template translation run side by side; then
@@ -77,7 +77,7 @@ class FunctionUsage:
         self.faults.update(invocation.aws.get("faults", {}))
 
 
-class LocalStack:
+class LocalPlatform:
     def __init__(
         self,
         *,
@@ -148,7 +148,7 @@ class LocalStack:
         return self.state_dir / "demo-key"
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> LocalPlatform:
         return self.start()
 
     def __exit__(
@@ -156,7 +156,7 @@ class LocalStack:
     ) -> None:
         self.stop()
 
-    def start(self) -> LocalStack:
+    def start(self) -> LocalPlatform:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._start_logging()
         try:
@@ -205,7 +205,7 @@ class LocalStack:
             )
             self._front.start()
         self._write_state()
-        log.info("local stack up in %.1fs", time.monotonic() - started)
+        log.info("local platform up in %.1fs", time.monotonic() - started)
 
     def stop(self) -> None:
         stoppables: list[ScheduleRunner | QueuePoller | StreamPoller] = [

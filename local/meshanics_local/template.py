@@ -1,5 +1,5 @@
 """template.yaml: load it (short-form tags too), translate it with the SAM translator offline, and
-resolve CloudFormation intrinsics against the local stack's resources.
+resolve CloudFormation intrinsics against the local platform's resources.
 
 The SAM translator wants code in S3, so every local `CodeUri` / `ContentUri` becomes the placeholder
 `s3://local-code/<path>` before translating; `Template.code_path` maps a translated code location
@@ -224,7 +224,7 @@ class Resolver:
             return json.dumps(self.resolve(argument), separators=(",", ":"))
         if key == "Condition":
             return self.conditions.get(str(argument), False)
-        raise TemplateError(f"{key} is not supported by the local stack")
+        raise TemplateError(f"{key} is not supported by the local platform")
 
     def _sub(self, argument: Any) -> str:
         if isinstance(argument, list):

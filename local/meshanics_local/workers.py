@@ -286,7 +286,9 @@ class FunctionPool:
         limit = self.spec.timeout if timeout is None else min(timeout, self.spec.timeout)
         worker = self._take()
         if worker is None:
-            return Invocation(request_id, error={"errorMessage": "the local stack is stopping", "errorType": "Stopped"})
+            return Invocation(
+                request_id, error={"errorMessage": "the local platform is stopping", "errorType": "Stopped"}
+            )
         cold = not worker.ready
         worker.busy = True
         try:

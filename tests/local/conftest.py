@@ -1,5 +1,5 @@
-"""Fixtures for the local stack's tests: the translated template and its wiring, read offline, and
-one local stack per test session (per xdist worker), shared by test_stack.py and test_faults.py."""
+"""Fixtures for the local platform's tests: the translated template and its wiring, read offline, and
+one local platform per test session (per xdist worker), shared by test_stack.py and test_faults.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from meshanics_local.awscalls import ENV as FAULTS_ENV
 from meshanics_local.awscalls import FaultPlan
 from meshanics_local.functions import function_specs, rest_api
 from meshanics_local.routes import RestApi
-from meshanics_local.stack import LocalStack
+from meshanics_local.stack import LocalPlatform
 from meshanics_local.template import Template, translate
 from meshanics_local.workers import FunctionSpec
 
@@ -54,9 +54,9 @@ FUNCTION_ENVIRONMENT = {
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
     state = tmp_path_factory.mktemp("local-stack")
-    with LocalStack(
+    with LocalPlatform(
         api_port=0,
         aws_port=0,
         state_dir=state,
