@@ -1,7 +1,7 @@
 """The Lambda events the local platform sends, in the shapes Lambda and API Gateway send them.
 
-Pure builders (no I/O): the pollers and the API front call them, and `samples` uses them to write
-`events/`, so the sample events are exactly what the functions receive locally.
+Pure builders (no I/O): the pollers and the API front call them, the in-process test harness builds
+its events with them, and a test checks that each sample in `events/` is what they build.
 """
 
 from __future__ import annotations

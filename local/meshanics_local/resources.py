@@ -3,7 +3,7 @@
 The stateful subset (tables, queues, keys, buckets, ...) is deployed as one stack into moto's
 CloudFormation, and physical ids come back from describe_stack_resources. Where moto's
 CloudFormation is not faithful, the missing part is applied through the service API from the
-template's own properties (see `_complete`), and `verify` checks the result:
+template's own properties (see `_complete`):
 
 * DynamoDB tables: moto ignores TimeToLiveSpecification and PointInTimeRecoverySpecification.
 * KMS keys: moto stores KeyPolicy as an object, which breaks DescribeKey; it is put again as JSON.
@@ -20,14 +20,18 @@ moto: moto would invoke functions through Docker and drop records when that fail
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshanics_local.awsserver import client
-from meshanics_local.template import ACCOUNT_ID, REGION, Resolver, Template, TemplateError, evaluate_conditions
+from meshanics_local.awsserver import client as new_client
+from meshanics_local.template import ACCOUNT_ID, REGION, Resolver, Template, TemplateError
+
+# One client per service and endpoint for a deployment (a client costs far more to make than a call).
+client = functools.lru_cache(maxsize=None)(new_client)
 
 # Deployed through moto's CloudFormation.
 CLOUDFORMATION_TYPES = frozenset(
@@ -103,20 +107,15 @@ class Resources(Mapping[str, Resource]):
         return next((r for r in self._items.values() if arn in (r.attributes.get("Arn"), r.physical_id)), None)
 
     def resolver(self, template: Template, stack_name: str) -> Resolver:
-        return Resolver(
-            parameters=template.parameters,
-            ref=self.ref,
-            get_att=self.get_att,
-            stack_name=stack_name,
-            conditions=evaluate_conditions(template.translated, template.parameters),
-        )
+        conditions = template.translated.get("Conditions")
+        return Resolver(template.parameters, self.ref, self.get_att, stack_name, conditions)
 
     def describe(self) -> dict[str, Any]:
         return {k: r.describe() for k, r in self._items.items()}
 
 
 # ------------------------------------------------------------------------------- deploy
-def deploy(template: Template, endpoint: str, stack_name: str) -> Resources:
+def deploy(template: Template, endpoint: str | None, stack_name: str) -> Resources:
     """Create the stateful resources in the emulation; return every resource of the template."""
     resources = Resources({})
     stateful = template.of_type(*CLOUDFORMATION_TYPES)
@@ -132,7 +131,7 @@ def deploy(template: Template, endpoint: str, stack_name: str) -> Resources:
 
 
 def _create_stack(
-    template: Template, stateful: dict[str, Any], endpoint: str, stack_name: str, resources: Resources
+    template: Template, stateful: dict[str, Any], endpoint: str | None, stack_name: str, resources: Resources
 ) -> None:
     body: dict[str, Any] = {
         "AWSTemplateFormatVersion": "2010-09-09",
@@ -174,7 +173,7 @@ def _without_foreign_dependencies(definition: dict[str, Any], kept: Mapping[str,
     return result
 
 
-def _with_attributes(resource: Resource, endpoint: str) -> Resource:
+def _with_attributes(resource: Resource, endpoint: str | None) -> Resource:
     """Ref value and GetAtt attributes of a resource moto created, read back from moto."""
     kind, physical = resource.type, resource.physical_id
     attrs = resource.attributes
@@ -209,7 +208,7 @@ def _with_attributes(resource: Resource, endpoint: str) -> Resource:
     return resource
 
 
-def _complete(resource: Resource, props: Mapping[str, Any], endpoint: str) -> None:
+def _complete(resource: Resource, props: Mapping[str, Any], endpoint: str | None) -> None:
     """Apply the properties moto's CloudFormation ignores, through the service API."""
     kind, physical = resource.type, resource.physical_id
     if kind == "AWS::DynamoDB::Table":
@@ -234,7 +233,7 @@ def _complete(resource: Resource, props: Mapping[str, Any], endpoint: str) -> No
         _complete_bucket(physical, props, endpoint)
 
 
-def _complete_bucket(bucket: str, props: Mapping[str, Any], endpoint: str) -> None:
+def _complete_bucket(bucket: str, props: Mapping[str, Any], endpoint: str | None) -> None:
     s3 = client("s3", endpoint)
     lifecycle = props.get("LifecycleConfiguration")
     if lifecycle:
@@ -269,7 +268,9 @@ def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _create_by_api(logical_id: str, definition: Mapping[str, Any], resolver: Resolver, endpoint: str) -> Resource:
+def _create_by_api(
+    logical_id: str, definition: Mapping[str, Any], resolver: Resolver, endpoint: str | None
+) -> Resource:
     props = resolver.resolve(definition.get("Properties") or {})
     kind = definition["Type"]
     if kind == "AWS::S3::BucketPolicy":
@@ -349,53 +350,3 @@ def offline(template: Template, stack_name: str) -> Resources:
         props = definition.get("Properties") or {}
         resources.add(_synthetic(definition["Type"], logical_id, props, stack_name))
     return resources
-
-
-# ------------------------------------------------------------------------------- verify
-def verify(template: Template, resources: Resources, endpoint: str) -> list[str]:
-    """What the emulation lacks compared with the template (empty when faithful)."""
-    problems: list[str] = []
-    resolver = resources.resolver(template, "verify")
-    checks: dict[str, Callable[[str, Mapping[str, Any], Any], list[str]]] = {
-        "AWS::DynamoDB::Table": _verify_table,
-        "AWS::SQS::Queue": _verify_queue,
-    }
-    for logical_id, definition in template.of_type(*checks).items():
-        props = resolver.resolve(definition.get("Properties") or {})
-        check = checks[definition["Type"]]
-        problems += [f"{logical_id}: {p}" for p in check(resources[logical_id].physical_id, props, endpoint)]
-    return problems
-
-
-def _verify_table(name: str, props: Mapping[str, Any], endpoint: str) -> list[str]:
-    ddb = client("dynamodb", endpoint)
-    table = ddb.describe_table(TableName=name)["Table"]
-    problems = []
-    stream = props.get("StreamSpecification")
-    if stream and (table.get("StreamSpecification") or {}).get("StreamViewType") != stream["StreamViewType"]:
-        problems.append("stream missing or of the wrong view type")
-    wanted = {g["IndexName"] for g in props.get("GlobalSecondaryIndexes", [])}
-    have = {g["IndexName"] for g in table.get("GlobalSecondaryIndexes", [])}
-    if wanted - have:
-        problems.append(f"global secondary indexes missing: {sorted(wanted - have)}")
-    ttl = props.get("TimeToLiveSpecification")
-    if ttl and _true(ttl.get("Enabled")):
-        got = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
-        if got.get("TimeToLiveStatus") != "ENABLED" or got.get("AttributeName") != ttl["AttributeName"]:
-            problems.append("time to live not enabled")
-    return problems
-
-
-def _verify_queue(url: str, props: Mapping[str, Any], endpoint: str) -> list[str]:
-    attributes = client("sqs", endpoint).get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    problems = []
-    redrive = props.get("RedrivePolicy")
-    if redrive:
-        got = json.loads(attributes.get("RedrivePolicy", "{}"))
-        if got.get("deadLetterTargetArn") != redrive["deadLetterTargetArn"] or int(
-            got.get("maxReceiveCount", 0)
-        ) != int(redrive["maxReceiveCount"]):
-            problems.append(f"redrive policy is {got}, expected {redrive}")
-    if "VisibilityTimeout" in props and attributes.get("VisibilityTimeout") != str(props["VisibilityTimeout"]):
-        problems.append(f"visibility timeout is {attributes.get('VisibilityTimeout')}")
-    return problems

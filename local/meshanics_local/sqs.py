@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from meshanics_local import filters
 from meshanics_local.awsserver import client
 from meshanics_local.events import sqs_record
 from meshanics_local.functions import EventSourceMapping
@@ -114,7 +113,7 @@ class QueuePoller:
         ]
         if not self.mapping.filter_patterns:
             return records
-        kept = [r for r in records if filters.matches_any(self.mapping.filter_patterns, _filter_view(r))]
+        kept = [r for r in records if self.mapping.passes(_filter_view(r))]
         dropped = [r for r in records if r not in kept]
         if dropped:
             self._delete(sqs, dropped)

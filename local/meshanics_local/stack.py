@@ -26,17 +26,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from meshanics_local import resources as resource_module
 from meshanics_local.apigateway import ApiFront
 from meshanics_local.awsserver import AwsServer, client
 from meshanics_local.functions import (
     EventSourceMapping,
     Schedule,
-    event_source_mappings,
-    function_specs,
     local_aws_environment,
-    rest_api,
-    schedules,
+    provision,
+    template_environment,
 )
 from meshanics_local.resources import Resources
 from meshanics_local.routes import RestApi
@@ -172,19 +169,13 @@ class LocalPlatform:
         self._aws.launch()
         self.template = template = translate(self.template_path, self._overrides)
         endpoint = self._aws.wait_ready()
-        self.resources = resource_module.deploy(template, endpoint, self.stack_name)
-        problems = resource_module.verify(template, self.resources, endpoint)
-        if problems:
-            raise RuntimeError("the AWS emulation differs from the template: " + "; ".join(problems))
-        resolver = self.resources.resolver(template, self.stack_name)
-        self.functions = function_specs(template, self.resources, resolver, endpoint=endpoint, log_dir=self.log_dir)
-        for logical_id, spec in list(self.functions.items()):
-            extra = {**self._function_environment.get("*", {}), **self._function_environment.get(logical_id, {})}
-            if extra:
-                self.functions[logical_id] = replace(spec, environment={**spec.environment, **extra})
-        self.mappings = event_source_mappings(template, self.functions, resolver)
-        self.schedules = schedules(template, self.functions, self.resources, resolver)
-        self.rest_api = rest_api(template, self.functions, self.resources, resolver)
+        wiring = provision(template, endpoint, self.stack_name, self.log_dir)
+        self.resources, self.mappings, self.schedules = wiring.resources, wiring.mappings, wiring.schedules
+        self.rest_api = wiring.rest_api
+        self.functions = {
+            logical_id: replace(spec, environment={**spec.environment, **self._extra_environment(logical_id)})
+            for logical_id, spec in wiring.functions.items()
+        }
         if self._want_demo_key:
             self.demo_key = self._create_demo_key()
         if not self._run_functions:
@@ -242,6 +233,9 @@ class LocalPlatform:
         self._log_handler = handler
 
     # -- wiring -----------------------------------------------------------------------------------
+    def _extra_environment(self, logical_id: str) -> dict[str, str]:
+        return {**self._function_environment.get("*", {}), **self._function_environment.get(logical_id, {})}
+
     def _pool_size(self, logical_id: str) -> int:
         if logical_id in self._pool_sizes:
             return max(1, int(self._pool_sizes[logical_id]))
@@ -412,9 +406,4 @@ class LocalPlatform:
     def parent_environment(self) -> dict[str, str]:
         """Variables that point a process (boto3, the core, the CLI) at this stack: the template's
         function variables (the union over functions) and the local AWS endpoint and credentials."""
-        env: dict[str, str] = {}
-        for spec in self.functions.values():
-            env.update(spec.declared_environment)
-        env.update(local_aws_environment(self.aws_url))
-        env["POWERTOOLS_TRACE_DISABLED"] = "true"
-        return env
+        return template_environment(self.functions) | local_aws_environment(self.aws_url)

@@ -20,7 +20,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshanics_local import filters
 from meshanics_local.awsserver import client
 from meshanics_local.events import dynamodb_stream_record
 from meshanics_local.functions import EventSourceMapping
@@ -156,7 +155,7 @@ class StreamPoller:
                 response = self._streams.get_records(ShardIterator=iterator, Limit=1000)
                 for raw in response.get("Records", []):
                     record = dynamodb_stream_record(raw, stream_arn=self.mapping.source_arn, region=self._region)
-                    if filters.matches_any(self.mapping.filter_patterns, record):
+                    if self.mapping.passes(record):
                         if not buffer:
                             first_seen = time.monotonic()
                         buffer.append(record)

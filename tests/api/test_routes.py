@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import time
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from meshanics.clock import parse_iso
 from meshanics.signing import verify
+from meshanics_local.receiver import Behaviour, Receiver
 from tests.api.support import (
     ADMIN,
     EVENTS,
@@ -34,7 +36,6 @@ from tests.api.support import (
 )
 from tests.conftest import ROOT
 from tests.support.harness import Platform
-from tests.support.receiver import Behaviour, Receiver
 
 WEBHOOK_FIELDS = {
     "id",
@@ -918,7 +919,7 @@ def test_event_types_catalog(platform: Platform) -> None:
 def _audit_items(tenant: str | None = None) -> list[dict[str, Any]]:
     client = boto3.client("dynamodb")
     items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"TableName": "AuditLogTable"}
+    kwargs: dict[str, Any] = {"TableName": os.environ["AUDIT_TABLE"]}
     while True:
         page = client.scan(**kwargs)
         items += page["Items"]
@@ -1084,10 +1085,12 @@ def test_no_route_is_a_404_in_the_error_shape(platform: Platform, method: str, p
 
 
 def _template_routes() -> set[tuple[str, str]]:
-    from tests.support.aws import template
+    from meshanics_local.template import load
 
     function = next(
-        r for r in template()["Resources"].values() if r.get("Properties", {}).get("CodeUri") == "functions/api/"
+        r
+        for r in load(ROOT / "template.yaml")["Resources"].values()
+        if r.get("Properties", {}).get("CodeUri") == "functions/api/"
     )
     return {
         (event["Properties"]["Method"].upper(), event["Properties"]["Path"])

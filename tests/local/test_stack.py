@@ -21,11 +21,11 @@ from meshanics.deliveries import DeliveryStore, delivery_id, now_iso
 from meshanics.endpoints import Endpoint, EndpointStore, secret_context
 from meshanics.envelope import AuditRecord
 from meshanics.sealing import Sealer
+from meshanics_local.receiver import Behaviour, Receiver, running_receiver
 from meshanics_local.stack import LocalPlatform
 from meshanics_local.streams import StreamPoller
 from meshanics_local.workers import Invocation
 from tests.local.conftest import EVENTS
-from tests.support.receiver import Behaviour, Receiver, running_receiver
 
 pytestmark = pytest.mark.xdist_group("local-stack")
 
@@ -130,10 +130,13 @@ def test_resources_come_from_the_template(stack: LocalPlatform) -> None:
     ddb = stack.client("dynamodb")
     table = ddb.describe_table(TableName=stack.physical("IntegrationsTable"))["Table"]
     assert [g["IndexName"] for g in table["GlobalSecondaryIndexes"]] == ["failed"]
+    audit = ddb.describe_table(TableName=stack.physical("AuditLogTable"))["Table"]
+    assert audit["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
     ttl = ddb.describe_time_to_live(TableName=stack.physical("AuditLogTable"))["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
     sqs = stack.client("sqs")
     attributes = sqs.get_queue_attributes(QueueUrl=stack.physical("DeliveryQueue"), AttributeNames=["All"])
+    assert attributes["Attributes"]["VisibilityTimeout"] == "180"
     redrive = json.loads(attributes["Attributes"]["RedrivePolicy"])
     assert redrive["maxReceiveCount"] == 6  # the DeliveryMaxReceives override
     assert redrive["deadLetterTargetArn"] == stack.resources.get_att("DeliveryDeadLetterQueue", "Arn")
