@@ -10,7 +10,8 @@
 * workers.py: each function in its own worker processes; timeouts, errors, the context object.
 * events.py: the Lambda events, in Lambda's and API Gateway's shapes.
 * streams.py, sqs.py, schedules.py: the pollers and schedules that play Lambda's event sources.
-* routes.py, authorizers.py, gatewayresponses.py, apigateway.py: the API Gateway front.
+* apigateway.py: the REST API read from the template, its authorizers and gateway responses, and
+  the API Gateway front.
 
 No business rules live here: the functions and the core do the work, as they do on AWS.
 """

@@ -185,27 +185,14 @@ def method_arn(region: str, api: ApiContext, method: str, path: str) -> str:
     return f"arn:aws:execute-api:{region}:{ACCOUNT_ID}:{api.api_id}/{api.stage}/{method}/{path.lstrip('/')}"
 
 
-def _headers(request: HttpRequest) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
-    if not request.headers:
-        return None, None
-    single: dict[str, str] = {}
-    multi: dict[str, list[str]] = {}
-    for name, value in request.headers:
-        single[name] = value
-        multi.setdefault(name, []).append(value)
-    return single, multi
-
-
-def _query(request: HttpRequest) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
-    pairs = request.query
+def _single_and_multi(pairs: Sequence[tuple[str, str]]) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
+    """The REST API's two views of headers or query parameters: the last value of each, and all of them."""
     if not pairs:
         return None, None
-    single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
     for name, value in pairs:
-        single[name] = value
         multi.setdefault(name, []).append(value)
-    return single, multi
+    return {name: values[-1] for name, values in multi.items()}, multi
 
 
 def _request_context(request: HttpRequest, api: ApiContext, account_id: str = ACCOUNT_ID) -> dict[str, Any]:
@@ -243,8 +230,8 @@ def _request_context(request: HttpRequest, api: ApiContext, account_id: str = AC
 
 
 def _common(request: HttpRequest, api: ApiContext) -> dict[str, Any]:
-    headers, multi_headers = _headers(request)
-    query, multi_query = _query(request)
+    headers, multi_headers = _single_and_multi(request.headers)
+    query, multi_query = _single_and_multi(request.query)
     return {
         "resource": api.resource_path,
         "path": request.path,
@@ -264,15 +251,6 @@ def authorizer_request_event(request: HttpRequest, api: ApiContext, *, region: s
     event.update(_common(request, api))
     event["requestContext"] = _request_context(request, api)
     return event
-
-
-def authorizer_token_event(token: str, request: HttpRequest, api: ApiContext, *, region: str) -> dict[str, Any]:
-    """The event of a Lambda TOKEN authorizer."""
-    return {
-        "type": "TOKEN",
-        "authorizationToken": token,
-        "methodArn": method_arn(region, api, request.method, request.path),
-    }
 
 
 def proxy_event(

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from meshanics_local import resources as resource_module
+from meshanics_local.apigateway import RestApi, read_rest_api
 from meshanics_local.awsserver import DUMMY_KEY
 from meshanics_local.resources import Resources
-from meshanics_local.routes import RestApi, read_rest_api
 from meshanics_local.template import REGION, Resolver, Template, TemplateError
 from meshanics_local.workers import FunctionSpec
 
@@ -158,15 +158,7 @@ def _layer_dir(template: Template, layer: Any) -> Path | None:
 
 def function_by_reference(value: Any, specs: Mapping[str, FunctionSpec], resolver: Resolver) -> str:
     """The logical id of the function a FunctionName / target Arn names (Ref, GetAtt, name or ARN)."""
-    if isinstance(value, dict):
-        if "Ref" in value and value["Ref"] in specs:
-            return str(value["Ref"])
-        if "Fn::GetAtt" in value:
-            target = value["Fn::GetAtt"]
-            logical = target.split(".", 1)[0] if isinstance(target, str) else target[0]
-            if logical in specs:
-                return str(logical)
-        value = resolver.resolve(value)
+    value = resolver.resolve(value)
     for logical_id, spec in specs.items():
         if value in (spec.name, spec.arn, logical_id) or str(value).startswith(spec.arn + ":"):
             return logical_id

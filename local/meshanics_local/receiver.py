@@ -111,23 +111,21 @@ class Receiver:
                     self.close_connection = True
                     return
                 if b.drip_head:
-                    for byte in f"HTTP/1.1 {b.status} OK\r\nContent-Length: {len(b.body)}\r\n\r\n".encode():
-                        self.wfile.write(bytes([byte]))
-                        self.wfile.flush()
-                        time.sleep(b.drip_head)
-                    self.wfile.write(b.body)
-                    return
-                self.send_response(b.status)
-                for name, value in b.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(b.body)))
-                self.end_headers()
-                if not b.drip:
-                    self.wfile.write(b.body)
-                for byte in b.body if b.drip else b"":
-                    self.wfile.write(bytes([byte]))
+                    self._drip(f"HTTP/1.1 {b.status} OK\r\nContent-Length: {len(b.body)}\r\n\r\n".encode(), b.drip_head)
+                else:
+                    self.send_response(b.status)
+                    for name, value in b.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(b.body)))
+                    self.end_headers()
+                self._drip(b.body, b.drip)
+
+            def _drip(self, data: bytes, pause: float) -> None:
+                """Write `data` at once, or byte by byte `pause` seconds apart."""
+                for part in [data[i : i + 1] for i in range(len(data))] if pause else [data]:
+                    self.wfile.write(part)
                     self.wfile.flush()
-                    time.sleep(b.drip)
+                    time.sleep(pause)
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,31 +72,19 @@ def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
 
 
-class Resources(Mapping[str, Resource]):
+class Resources(dict[str, Resource]):
     """Logical id -> Resource, with Ref/GetAtt lookups for the intrinsic resolver."""
 
-    def __init__(self, items: dict[str, Resource]) -> None:
-        self._items = items
-
-    def __getitem__(self, key: str) -> Resource:
-        return self._items[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
     def add(self, resource: Resource) -> None:
-        self._items[resource.logical_id] = resource
+        self[resource.logical_id] = resource
 
     def ref(self, logical_id: str) -> str:
-        if logical_id not in self._items:
+        if logical_id not in self:
             raise TemplateError(f"Ref to {logical_id}, which the local platform did not create")
-        return self._items[logical_id].physical_id
+        return self[logical_id].physical_id
 
     def get_att(self, logical_id: str, attribute: str) -> str:
-        resource = self._items.get(logical_id)
+        resource = self.get(logical_id)
         if resource is None:
             raise TemplateError(f"Fn::GetAtt of {logical_id}, which the local platform did not create")
         if attribute not in resource.attributes:
@@ -104,20 +92,20 @@ class Resources(Mapping[str, Resource]):
         return resource.attributes[attribute]
 
     def by_arn(self, arn: str) -> Resource | None:
-        return next((r for r in self._items.values() if arn in (r.attributes.get("Arn"), r.physical_id)), None)
+        return next((r for r in self.values() if arn in (r.attributes.get("Arn"), r.physical_id)), None)
 
     def resolver(self, template: Template, stack_name: str) -> Resolver:
         conditions = template.translated.get("Conditions")
         return Resolver(template.parameters, self.ref, self.get_att, stack_name, conditions)
 
     def describe(self) -> dict[str, Any]:
-        return {k: r.describe() for k, r in self._items.items()}
+        return {k: r.describe() for k, r in self.items()}
 
 
 # ------------------------------------------------------------------------------- deploy
 def deploy(template: Template, endpoint: str | None, stack_name: str) -> Resources:
     """Create the stateful resources in the emulation; return every resource of the template."""
-    resources = Resources({})
+    resources = Resources()
     stateful = template.of_type(*CLOUDFORMATION_TYPES)
     if stateful:
         _create_stack(template, stateful, endpoint, stack_name, resources)
@@ -223,12 +211,9 @@ def _complete(resource: Resource, props: Mapping[str, Any], endpoint: str | None
             ddb.update_continuous_backups(
                 TableName=physical, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
             )
-    elif kind == "AWS::KMS::Key":
-        kms = client("kms", endpoint)
-        if props.get("KeyPolicy"):
-            kms.put_key_policy(KeyId=physical, PolicyName="default", Policy=json.dumps(props["KeyPolicy"]))
-        if _true(props.get("EnableKeyRotation")):
-            kms.enable_key_rotation(KeyId=physical)
+    elif kind == "AWS::KMS::Key" and props.get("KeyPolicy"):
+        policy = json.dumps(props["KeyPolicy"])
+        client("kms", endpoint).put_key_policy(KeyId=physical, PolicyName="default", Policy=policy)
     elif kind == "AWS::S3::Bucket":
         _complete_bucket(physical, props, endpoint)
 
@@ -341,12 +326,3 @@ def _synthesize(template: Template, stack: str, resources: Resources) -> None:
     for logical_id, definition in template.resources.items():
         if logical_id not in resources and definition["Type"] not in API_TYPES:
             resources.add(_synthetic(definition["Type"], logical_id, definition.get("Properties") or {}, stack))
-
-
-def offline(template: Template, stack_name: str) -> Resources:
-    """Every resource with a synthetic physical id, nothing created (to read wiring without AWS)."""
-    resources = Resources({})
-    for logical_id, definition in template.resources.items():
-        props = definition.get("Properties") or {}
-        resources.add(_synthetic(definition["Type"], logical_id, props, stack_name))
-    return resources

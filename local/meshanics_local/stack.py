@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from meshanics_local.apigateway import ApiFront
+from meshanics_local.apigateway import ApiFront, RestApi
 from meshanics_local.awsserver import AwsServer, client
 from meshanics_local.functions import (
     EventSourceMapping,
@@ -36,7 +36,6 @@ from meshanics_local.functions import (
     template_environment,
 )
 from meshanics_local.resources import Resources
-from meshanics_local.routes import RestApi
 from meshanics_local.schedules import ScheduleRunner
 from meshanics_local.sqs import QueuePoller
 from meshanics_local.streams import StreamPoller
@@ -107,7 +106,7 @@ class LocalPlatform:
         self._function_environment = {k: dict(v) for k, v in (function_environment or {}).items()}
 
         self.template: Template | None = None
-        self.resources: Resources = Resources({})
+        self.resources: Resources = Resources()
         self.functions: dict[str, FunctionSpec] = {}
         self.pools: dict[str, FunctionPool] = {}
         self.mappings: list[EventSourceMapping] = []
@@ -332,14 +331,7 @@ class LocalPlatform:
     def _create_demo_key(self) -> str:
         from meshanics.apikeys import SCOPES, ApiKeyStore
 
-        table = next(
-            (
-                spec.environment["INTEGRATIONS_TABLE"]
-                for spec in self.functions.values()
-                if "INTEGRATIONS_TABLE" in spec.environment
-            ),
-            None,
-        )
+        table = template_environment(self.functions).get("INTEGRATIONS_TABLE")
         if table is None:
             raise TemplateError("no function has INTEGRATIONS_TABLE set; cannot create the demo API key")
         dynamodb = self.client("dynamodb")

@@ -272,23 +272,18 @@ class FunctionPool:
     def invoke(self, event: Any, *, timeout: float | None = None, request_id: str | None = None) -> Invocation:
         """Invoke once; `timeout` (default the function's) bounds the handler's run time."""
         request_id = request_id or str(uuid.uuid4())
+
+        def failed(kind: str, message: str, **details: Any) -> Invocation:
+            return Invocation(request_id, error={"errorMessage": message, "errorType": kind}, **details)
+
         if not self.spec.code_present:
-            return Invocation(
-                request_id,
-                error={
-                    "errorMessage": f"Unable to import module '{self.spec.handler.rsplit('.', 1)[0]}': "
-                    f"{self.spec.module_file} does not exist",
-                    "errorType": "Runtime.ImportModuleError",
-                    "requestId": request_id,
-                    "stackTrace": [],
-                },
-            )
+            module = self.spec.handler.rsplit(".", 1)[0]
+            missing = f"Unable to import module '{module}': {self.spec.module_file} does not exist"
+            return failed("Runtime.ImportModuleError", missing)
         limit = self.spec.timeout if timeout is None else min(timeout, self.spec.timeout)
         worker = self._take()
         if worker is None:
-            return Invocation(
-                request_id, error={"errorMessage": "the local platform is stopping", "errorType": "Stopped"}
-            )
+            return failed("Stopped", "the local platform is stopping")
         cold = not worker.ready
         worker.busy = True
         try:
@@ -302,41 +297,23 @@ class FunctionPool:
             if not worker.conn.poll(limit):
                 self._replace(worker)
                 elapsed = time.perf_counter() - started
-                return Invocation(
-                    request_id,
-                    error={
-                        "errorMessage": f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {request_id} "
-                        f"Task timed out after {elapsed:.2f} seconds",
-                        "errorType": "Sandbox.Timedout",
-                    },
-                    duration_ms=elapsed * 1000,
-                    cold_start=cold,
-                )
+                at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                message = f"{at} {request_id} Task timed out after {elapsed:.2f} seconds"
+                return failed("Sandbox.Timedout", message, duration_ms=elapsed * 1000, cold_start=cold)
             status, payload, aws = worker.conn.recv()
             duration = (time.perf_counter() - started) * 1000
         except (EOFError, OSError, TimeoutError) as failure:
             self._replace(worker)
             reason = "did not finish its init" if isinstance(failure, TimeoutError) else "exited"
-            return Invocation(
-                request_id,
-                error={"errorMessage": f"the function's runtime {reason}", "errorType": "Runtime.ExitError"},
-                cold_start=cold,
-            )
+            return failed("Runtime.ExitError", f"the function's runtime {reason}", cold_start=cold)
         worker.invocations += 1
         worker.busy = False
         self._idle.put(worker)
+        if status == "ok" and len(payload) > MAX_RESPONSE_BYTES:
+            too_large = f"Response payload size ({len(payload)} bytes) exceeded maximum allowed payload size "
+            too_large += f"({MAX_RESPONSE_BYTES} bytes)."
+            return failed("Function.ResponseSizeTooLarge", too_large, duration_ms=duration, cold_start=cold)
         if status == "ok":
-            if len(payload) > MAX_RESPONSE_BYTES:
-                return Invocation(
-                    request_id,
-                    error={
-                        "errorMessage": f"Response payload size ({len(payload)} bytes) exceeded maximum allowed "
-                        f"payload size ({MAX_RESPONSE_BYTES} bytes).",
-                        "errorType": "Function.ResponseSizeTooLarge",
-                    },
-                    duration_ms=duration,
-                    cold_start=cold,
-                )
             return Invocation(request_id, result=json.loads(payload), duration_ms=duration, cold_start=cold, aws=aws)
         error = dict(payload or {})
         error["requestId"] = request_id
