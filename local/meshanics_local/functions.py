@@ -68,16 +68,7 @@ def provision(
 ) -> Wiring:
     """Create the template's resources in the AWS emulation (moto's server at `endpoint`, or moto's mock in
     this process when None) and wire the functions and their triggers to them."""
-    return wire(template, resource_module.deploy(template, endpoint, stack_name), endpoint, stack_name, log_dir)
-
-
-def wire(
-    template: Template,
-    resources: Resources,
-    endpoint: str | None = None,
-    stack_name: str = "meshanics",
-    log_dir: Path | None = None,
-) -> Wiring:
+    resources = resource_module.deploy(template, endpoint, stack_name)
     resolver = resources.resolver(template, stack_name)
     specs = function_specs(template, resources, resolver, endpoint=endpoint, log_dir=log_dir)
     return Wiring(

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from meshanics_local.events import scheduled_event
 from meshanics_local.functions import Schedule
-from meshanics_local.workers import Invocation
+from meshanics_local.workers import Invocation, Loop
 
 log = logging.getLogger("meshanics_local.schedules")
 _RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
@@ -34,7 +33,7 @@ def period_seconds(expression: str) -> float | None:
     return float(count * _UNIT_SECONDS[unit])
 
 
-class ScheduleRunner:
+class ScheduleRunner(Loop):
     def __init__(
         self, schedule: Schedule, invoke: Callable[[Any], Invocation], *, region: str, scale: float = 1.0
     ) -> None:
@@ -43,8 +42,8 @@ class ScheduleRunner:
         self._region = region
         period = period_seconds(schedule.expression)
         self.period = None if period is None else period / max(scale, 1e-6)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"schedule:{schedule.logical_id}", daemon=True)
+        super().__init__(f"schedule:{schedule.logical_id}")
+        self._next_run = 0.0
         self.invocations = 0
 
     @property
@@ -57,12 +56,8 @@ class ScheduleRunner:
         if self.period is None:
             log.warning("%s: %s is not played locally", self.schedule.logical_id, self.schedule.expression)
             return
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(10)
+        self._next_run = time.monotonic() + self.period
+        super().start()
 
     def event(self) -> Any:
         if self.schedule.input is not None:
@@ -70,15 +65,13 @@ class ScheduleRunner:
             return json.loads(constant) if isinstance(constant, str) else constant
         return scheduled_event(rule_arn=self.schedule.rule_arn, region=self._region)
 
-    def _run(self) -> None:
+    def step(self) -> None:
         assert self.period is not None
-        next_run = time.monotonic() + self.period
-        while not self._stop.wait(max(0.0, next_run - time.monotonic())):
-            next_run += self.period
-            invocation = self._invoke(self.event())
-            self.invocations += 1
-            if not invocation.ok:
-                log.warning(
-                    "%s: %s failed: %s", self.schedule.logical_id, self.schedule.function, invocation.error_message
-                )
-            next_run = max(next_run, time.monotonic())
+        if self._stop.wait(max(0.0, self._next_run - time.monotonic())):
+            return
+        self._next_run += self.period
+        invocation = self._invoke(self.event())
+        self.invocations += 1
+        if not invocation.ok:
+            log.warning("%s: %s failed: %s", self.schedule.logical_id, self.schedule.function, invocation.error_message)
+        self._next_run = max(self._next_run, time.monotonic())

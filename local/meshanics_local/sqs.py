@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 from meshanics_local.awsserver import client
 from meshanics_local.events import sqs_record
 from meshanics_local.functions import EventSourceMapping
-from meshanics_local.workers import Invocation
+from meshanics_local.workers import Invocation, Loop
 
 log = logging.getLogger("meshanics_local.sqs")
 Invoke = Callable[[dict[str, Any]], Invocation]
@@ -55,7 +54,7 @@ def _filter_view(record: dict[str, Any]) -> dict[str, Any]:
     return record | {"body": body}
 
 
-class QueuePoller:
+class QueuePoller(Loop):
     def __init__(
         self,
         mapping: EventSourceMapping,
@@ -69,36 +68,15 @@ class QueuePoller:
         self._invoke = invoke
         self._endpoint = endpoint
         self._region = region
-        self._stop = threading.Event()
-        sqs = client("sqs", endpoint)
-        self.queue_url = str(sqs.get_queue_url(QueueName=mapping.source_arn.rsplit(":", 1)[1])["QueueUrl"])
-        self._threads = [
-            threading.Thread(target=self._run, name=f"sqs:{mapping.logical_id}:{i}", daemon=True)
-            for i in range(max(1, concurrency))
-        ]
+        super().__init__(f"sqs:{mapping.logical_id}", max(1, concurrency))
+        self._sqs = client("sqs", endpoint)  # shared by the threads (boto3 clients are thread-safe)
+        self.queue_url = str(self._sqs.get_queue_url(QueueName=mapping.source_arn.rsplit(":", 1)[1])["QueueUrl"])
         self.invocations = 0
 
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(RECEIVE_WAIT_SECONDS + 10)
-
-    def _run(self) -> None:
-        sqs = client("sqs", self._endpoint)
-        while not self._stop.is_set():
-            try:
-                batch = self._collect(sqs)
-                if batch:
-                    self._process(sqs, batch)
-            except Exception:
-                if self._stop.is_set():
-                    return
-                log.exception("%s: polling failed; retrying", self.mapping.logical_id)
-                self._stop.wait(1.0)
+    def step(self) -> None:
+        batch = self._collect(self._sqs)
+        if batch:
+            self._process(self._sqs, batch)
 
     def _receive(self, sqs: Any, count: int, wait: int) -> list[dict[str, Any]]:
         response = sqs.receive_message(

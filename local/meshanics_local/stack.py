@@ -13,6 +13,7 @@ the function workers); nothing touches `os.environ`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -20,7 +21,7 @@ import os
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -188,7 +189,7 @@ class LocalPlatform:
         if self.rest_api is not None:
             self._front = ApiFront(
                 self.rest_api,
-                self._invoke_for_api,
+                self.invoke,
                 port=self._api_port,
                 region=self.region,
                 function_timeouts={k: s.timeout for k, s in self.functions.items()},
@@ -252,7 +253,7 @@ class LocalPlatform:
             if not mapping.enabled:
                 continue
             spec = self.functions[mapping.function]
-            invoke = self._invoker(mapping.function)
+            invoke = functools.partial(self.invoke, mapping.function)
             if mapping.kind == "dynamodb":
                 poller = StreamPoller(mapping, invoke, endpoint=endpoint, region=self.region, function_arn=spec.arn)
                 poller.start()
@@ -267,23 +268,20 @@ class LocalPlatform:
                 log.warning("%s: %s event sources are not played locally", mapping.logical_id, mapping.kind)
         for schedule in self.schedules:
             runner = ScheduleRunner(
-                schedule, self._invoker(schedule.function), region=self.region, scale=self._schedule_scale
+                schedule,
+                functools.partial(self.invoke, schedule.function),
+                region=self.region,
+                scale=self._schedule_scale,
             )
             runner.start()
             self._schedule_runners.append(runner)
 
-    def _invoker(self, logical_id: str) -> Callable[[Any], Invocation]:
-        def invoke(event: Any) -> Invocation:
-            self._remember(logical_id, event)
-            return self._account(logical_id, self.pools[logical_id].invoke(event))
-
-        return invoke
-
-    def _invoke_for_api(self, logical_id: str, event: dict[str, Any], timeout: float) -> Invocation:
-        self._remember(logical_id, event)
-        return self._account(logical_id, self.pools[logical_id].invoke(event, timeout=timeout))
-
-    def _account(self, logical_id: str, invocation: Invocation) -> Invocation:
+    def invoke(self, function: str, event: Any, timeout: float | None = None) -> Invocation:
+        """Invoke a function (by logical id or function name), as its triggers, the API front or
+        `sam local invoke` do; the event is remembered and the invocation counted."""
+        logical_id = function if function in self.pools else self._logical_id(function)
+        self.recent_events.setdefault(logical_id, deque(maxlen=RECENT_EVENTS)).append(event)
+        invocation = self.pools[logical_id].invoke(event, timeout=timeout)
         with self._usage_lock:
             self.usage.setdefault(logical_id, FunctionUsage()).add(invocation)
         return invocation
@@ -297,14 +295,6 @@ class LocalPlatform:
     @property
     def stream_pollers(self) -> list[StreamPoller]:
         return list(self._stream_pollers)
-
-    def _remember(self, logical_id: str, event: Any) -> None:
-        self.recent_events.setdefault(logical_id, deque(maxlen=RECENT_EVENTS)).append(event)
-
-    def invoke(self, function: str, event: Any) -> Invocation:
-        """Invoke a function directly (by logical id or function name), as `sam local invoke` would."""
-        logical_id = function if function in self.pools else self._logical_id(function)
-        return self._account(logical_id, self.pools[logical_id].invoke(event))
 
     def _logical_id(self, name: str) -> str:
         for logical_id, spec in self.functions.items():

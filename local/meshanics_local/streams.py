@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 from meshanics_local.awsserver import client
 from meshanics_local.events import dynamodb_stream_record
 from meshanics_local.functions import EventSourceMapping
-from meshanics_local.workers import Invocation
+from meshanics_local.workers import Invocation, Loop
 
 log = logging.getLogger("meshanics_local.streams")
 Invoke = Callable[[dict[str, Any]], Invocation]
@@ -77,7 +76,7 @@ class StreamFaults:
         self.rng = random.Random(self.seed)
 
 
-class StreamPoller:
+class StreamPoller(Loop):
     def __init__(
         self,
         mapping: EventSourceMapping,
@@ -94,19 +93,11 @@ class StreamPoller:
         self._region = region
         self._function_arn = function_arn
         self._poll = poll_interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"stream:{mapping.logical_id}", daemon=True)
+        super().__init__(f"stream:{mapping.logical_id}")
         self._streams = client("dynamodbstreams", endpoint)
         self._done_shards: set[str] = set()
         self.invocations = 0
         self.faults = StreamFaults()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
     # -- shards -------------------------------------------------------------------------------
     def _next_shard(self) -> str | None:
@@ -129,17 +120,8 @@ class StreamPoller:
         return str(response["ShardIterator"])
 
     # -- the loop -----------------------------------------------------------------------------
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._poll_shards()
-            except Exception:
-                if self._stop.is_set():
-                    return
-                log.exception("%s: polling failed; retrying", self.mapping.logical_id)
-                self._stop.wait(1.0)
-
-    def _poll_shards(self) -> None:
+    def step(self) -> None:
+        """Read the next open shard to its end (or until stopped), invoking as the mapping says."""
         shard_id = self._next_shard()
         if shard_id is None:
             self._stop.wait(self._poll)

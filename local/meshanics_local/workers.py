@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import logging
 import multiprocessing
 import os
 import queue
@@ -100,6 +101,38 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.time()) * 1000))
+
+
+class Loop:
+    """Background threads that run `step()` until `stop()`, as Lambda's pollers run: an error in a step is
+    logged and the step tried again a second later."""
+
+    def __init__(self, name: str, threads: int = 1) -> None:
+        self.name = name
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, name=f"{name}:{i}", daemon=True) for i in range(threads)]
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(15)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:
+                if not self._stop.is_set():
+                    logging.getLogger("meshanics_local").exception("%s failed; retrying", self.name)
+                    self._stop.wait(1.0)
 
 
 def ignore_stop_signals() -> None:

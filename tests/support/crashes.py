@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import botocore.client
 
+from meshanics_local.awscalls import RawBody
+
 
 class SimulatedCrash(BaseException):
     """The function's process died at this point."""
@@ -110,7 +112,7 @@ def answer_lost(operation: str) -> Iterator[list[str]]:
             return result
         fired.append(operation)
         headers: Any = {}
-        lost = AWSResponse(request.url, 500, headers, _Body(b"{}"))
+        lost = AWSResponse(request.url, 500, headers, RawBody(b"{}"))
         error = {"Error": {"Code": "InternalServerError", "Message": "the answer was lost"}}
         return (lost, {**error, "ResponseMetadata": {"HTTPStatusCode": 500}}), None
 
@@ -120,13 +122,3 @@ def answer_lost(operation: str) -> Iterator[list[str]]:
     finally:
         Endpoint._do_get_response = original  # type: ignore[attr-defined]
     assert fired, f"the code never called {operation}"
-
-
-class _Body:
-    """A response body in the shape botocore reads."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self._body
