@@ -31,7 +31,7 @@ from chaos.receivers import PROFILES, Receiver, Trap
 from meshanics import catalog, filters
 from meshanics_local.awscalls import FaultPlan
 from meshanics_local.stack import LocalPlatform
-from meshanics_local.streams import StreamFaults
+from meshanics_local.triggers import StreamFaults
 
 # Shares of the event types written (all of them subscribable metadata events).
 EVENT_MIX: tuple[tuple[str, float], ...] = (

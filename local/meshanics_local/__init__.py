@@ -9,7 +9,7 @@
   by moto), from the template.
 * workers.py: each function in its own worker processes; timeouts, errors, the context object.
 * events.py: the Lambda events, in Lambda's and API Gateway's shapes.
-* streams.py, sqs.py, schedules.py: the pollers and schedules that play Lambda's event sources.
+* triggers.py: the stream and queue pollers and the schedules that play Lambda's event sources.
 * apigateway.py: the REST API read from the template, its authorizers and gateway responses, and
   the API Gateway front.
 

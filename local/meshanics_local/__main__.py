@@ -15,11 +15,6 @@ from types import FrameType
 from meshanics_local.stack import DEFAULT_API_PORT, DEFAULT_AWS_PORT, REPO_ROOT, LocalPlatform
 
 
-def _port(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw else default
-
-
 def _pairs(values: Sequence[str], what: str) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for value in values:
@@ -39,13 +34,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--port",
         type=int,
-        default=_port("MESHANICS_API_PORT", DEFAULT_API_PORT),
+        default=int(os.environ.get("MESHANICS_API_PORT") or DEFAULT_API_PORT),
         help="API port (env MESHANICS_API_PORT, default %(default)s; 0 picks a free one)",
     )
     parser.add_argument(
         "--aws-port",
         type=int,
-        default=_port("MESHANICS_AWS_PORT", DEFAULT_AWS_PORT),
+        default=int(os.environ.get("MESHANICS_AWS_PORT") or DEFAULT_AWS_PORT),
         help="AWS emulation port (env MESHANICS_AWS_PORT, default %(default)s; 0 picks a free one)",
     )
     parser.add_argument("--template", type=Path, default=REPO_ROOT / "template.yaml", help="SAM template")

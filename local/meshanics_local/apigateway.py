@@ -180,14 +180,10 @@ def function_from_uri(uri: str, arn_to_function: Callable[[str], str | None]) ->
     return arn_to_function(match.group(1)) if match else None
 
 
-def _security_schemes(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    schemes = (body.get("components") or {}).get("securitySchemes") or body.get("securityDefinitions") or {}
-    return schemes if isinstance(schemes, Mapping) else {}
-
-
 def read_authorizers(body: Mapping[str, Any], arn_to_function: Callable[[str], str | None]) -> dict[str, Authorizer]:
     authorizers: dict[str, Authorizer] = {}
-    for name, scheme in _security_schemes(body).items():
+    schemes = (body.get("components") or {}).get("securitySchemes") or body.get("securityDefinitions") or {}
+    for name, scheme in schemes.items():
         config = scheme.get("x-amazon-apigateway-authorizer")
         if not config:
             continue
@@ -197,18 +193,10 @@ def read_authorizers(body: Mapping[str, Any], arn_to_function: Callable[[str], s
             continue
         if kind != "REQUEST":
             raise TemplateError(f"authorizer {name}: {kind} authorizers are not played locally (REQUEST are)")
-        sources = config.get("identitySource")
-        if sources:
-            identity = tuple(s.strip() for s in str(sources).split(",") if s.strip())
-        else:
-            identity = (f"method.request.header.{scheme.get('name', 'Authorization')}",)
-        authorizers[name] = Authorizer(
-            name=name,
-            function=function,
-            kind=kind,
-            identity_sources=identity,
-            ttl_seconds=int(config.get("authorizerResultTtlInSeconds", 300)),
-        )
+        sources = config.get("identitySource") or f"method.request.header.{scheme.get('name', 'Authorization')}"
+        identity = tuple(source.strip() for source in str(sources).split(",") if source.strip())
+        ttl = int(config.get("authorizerResultTtlInSeconds", 300))
+        authorizers[name] = Authorizer(name, function, kind, identity, ttl)
     return authorizers
 
 
@@ -244,15 +232,9 @@ def read_rest_api(
     binary = body.get("x-amazon-apigateway-binary-media-types") or [
         t.replace("~1", "/") for t in properties.get("BinaryMediaTypes", [])
     ]
-    return RestApi(
-        logical_id=logical_id,
-        api_id=api_id,
-        stage=stage,
-        routes=read_routes(body, authorizers, arn_to_function),
-        authorizers=authorizers,
-        binary_media_types=tuple(binary),
-        gateway_responses=dict(body.get("x-amazon-apigateway-gateway-responses") or {}),
-    )
+    routes = read_routes(body, authorizers, arn_to_function)
+    responses = dict(body.get("x-amazon-apigateway-gateway-responses") or {})
+    return RestApi(logical_id, api_id, stage, routes, authorizers, tuple(binary), responses)
 
 
 # ------------------------------------------------------------------------------- responses
@@ -443,24 +425,12 @@ def _check_result(result: Any) -> _Result | None:
     return _Result(str(principal), policy, dict(context))
 
 
-class AuthorizerCache:
-    def __init__(self) -> None:
-        self._entries: dict[tuple[str, tuple[str, ...]], tuple[float, _Result]] = {}
-        self._lock = threading.Lock()
+class AuthorizerCache(dict[tuple[str, tuple[str, ...]], tuple[float, _Result]]):
+    """Authorizer results by authorizer name and identity-source values, with their expiry (monotonic)."""
 
-    def get(self, name: str, key: tuple[str, ...]) -> _Result | None:
-        with self._lock:
-            entry = self._entries.get((name, key))
-            return entry[1] if entry is not None and entry[0] >= time.monotonic() else None
-
-    def put(self, name: str, key: tuple[str, ...], result: _Result, ttl: int) -> None:
-        if ttl > 0:
-            with self._lock:
-                self._entries[(name, key)] = (time.monotonic() + ttl, result)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+    def fresh(self, name: str, key: tuple[str, ...]) -> _Result | None:
+        entry = self.get((name, key))
+        return entry[1] if entry is not None and entry[0] >= time.monotonic() else None
 
 
 def authorize(
@@ -475,7 +445,7 @@ def authorize(
     key = identity(authorizer, request, api.path_parameters)
     if key is None and authorizer.ttl_seconds > 0:
         return Decision("UNAUTHORIZED")
-    result = cache.get(authorizer.name, key) if key is not None else None
+    result = cache.fresh(authorizer.name, key) if key is not None else None
     latency = 0
     if result is None:
         started = time.perf_counter()
@@ -488,8 +458,8 @@ def authorize(
         result = _check_result(invocation.result)
         if result is None:
             return Decision("AUTHORIZER_CONFIGURATION_ERROR", message="Internal server error")
-        if key is not None:
-            cache.put(authorizer.name, key, result, authorizer.ttl_seconds)
+        if key is not None and authorizer.ttl_seconds > 0:
+            cache[(authorizer.name, key)] = (time.monotonic() + authorizer.ttl_seconds, result)
     verdict = evaluate(result.policy, method_arn(region, api, request.method, request.path))
     if verdict != "allow":
         explicit = " with an explicit deny" if verdict == "deny" else ""

@@ -250,11 +250,7 @@ def event_source_mappings(
                 max_retry_attempts=int(props.get("MaximumRetryAttempts", -1)),
                 max_record_age_seconds=int(props.get("MaximumRecordAgeInSeconds", -1)),
                 on_failure_arn=str(on_failure) if on_failure else None,
-                max_concurrency=(
-                    int(props["ScalingConfig"]["MaximumConcurrency"])
-                    if (props.get("ScalingConfig") or {}).get("MaximumConcurrency")
-                    else None
-                ),
+                max_concurrency=int((props.get("ScalingConfig") or {}).get("MaximumConcurrency") or 0) or None,
                 filter_patterns=patterns,
             )
         )

@@ -153,12 +153,8 @@ def _create_stack(
 def _without_foreign_dependencies(definition: dict[str, Any], kept: Mapping[str, Any]) -> dict[str, Any]:
     result = dict(definition)
     depends = result.pop("DependsOn", None)
-    if depends:
-        names = [depends] if isinstance(depends, str) else list(depends)
-        names = [n for n in names if n in kept]
-        if names:
-            result["DependsOn"] = names
-    return result
+    names = [n for n in ([depends] if isinstance(depends, str) else depends or []) if n in kept]
+    return result | ({"DependsOn": names} if names else {})
 
 
 def _with_attributes(resource: Resource, endpoint: str | None) -> Resource:

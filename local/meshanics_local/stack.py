@@ -37,10 +37,8 @@ from meshanics_local.functions import (
     template_environment,
 )
 from meshanics_local.resources import Resources
-from meshanics_local.schedules import ScheduleRunner
-from meshanics_local.sqs import QueuePoller
-from meshanics_local.streams import StreamPoller
 from meshanics_local.template import REGION, Template, TemplateError, translate
+from meshanics_local.triggers import Loop, QueuePoller, ScheduleRunner, StreamPoller
 from meshanics_local.workers import FunctionPool, FunctionSpec, Invocation
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -116,9 +114,7 @@ class LocalPlatform:
         self.demo_key: str | None = None
         self._aws: AwsServer | None = None
         self._front: ApiFront | None = None
-        self._stream_pollers: list[StreamPoller] = []
-        self._queue_pollers: list[QueuePoller] = []
-        self._schedule_runners: list[ScheduleRunner] = []
+        self._triggers: list[Loop] = []  # the stream and queue pollers and the schedules, started in this order
         self._log_handler: logging.Handler | None = None
         # The last events each function received from the local triggers (for inspection and tests).
         self.recent_events: dict[str, deque[Any]] = {}
@@ -199,17 +195,10 @@ class LocalPlatform:
         log.info("local platform up in %.1fs", time.monotonic() - started)
 
     def stop(self) -> None:
-        stoppables: list[ScheduleRunner | QueuePoller | StreamPoller] = [
-            *self._schedule_runners,
-            *self._queue_pollers,
-            *self._stream_pollers,
-        ]
-        for stoppable in stoppables:
+        for running in [*reversed(self._triggers), self._front]:
             with contextlib.suppress(Exception):
-                stoppable.stop()
-        if self._front is not None:
-            with contextlib.suppress(Exception):
-                self._front.stop()
+                if running is not None:
+                    running.stop()
         for pool in self.pools.values():
             pool.request_stop()
         deadline = time.monotonic() + 1  # idle workers exit at once; a busy or initializing one is killed
@@ -218,7 +207,7 @@ class LocalPlatform:
                 pool.finish(deadline)
         if self._aws is not None:
             self._aws.stop()
-        self._schedule_runners, self._queue_pollers, self._stream_pollers = [], [], []
+        self._triggers = []
         self.pools = {}
         if self._log_handler is not None:
             log.removeHandler(self._log_handler)
@@ -257,13 +246,13 @@ class LocalPlatform:
             if mapping.kind == "dynamodb":
                 poller = StreamPoller(mapping, invoke, endpoint=endpoint, region=self.region, function_arn=spec.arn)
                 poller.start()
-                self._stream_pollers.append(poller)
+                self._triggers.append(poller)
             elif mapping.kind == "sqs":
                 pool = self.pools[mapping.function].size
                 concurrency = min(mapping.max_concurrency or pool, pool)
                 queue = QueuePoller(mapping, invoke, endpoint=endpoint, region=self.region, concurrency=concurrency)
                 queue.start()
-                self._queue_pollers.append(queue)
+                self._triggers.append(queue)
             else:
                 log.warning("%s: %s event sources are not played locally", mapping.logical_id, mapping.kind)
         for schedule in self.schedules:
@@ -274,7 +263,7 @@ class LocalPlatform:
                 scale=self._schedule_scale,
             )
             runner.start()
-            self._schedule_runners.append(runner)
+            self._triggers.append(runner)
 
     def invoke(self, function: str, event: Any, timeout: float | None = None) -> Invocation:
         """Invoke a function (by logical id or function name), as its triggers, the API front or
@@ -294,7 +283,7 @@ class LocalPlatform:
 
     @property
     def stream_pollers(self) -> list[StreamPoller]:
-        return list(self._stream_pollers)
+        return [t for t in self._triggers if isinstance(t, StreamPoller)]
 
     def _logical_id(self, name: str) -> str:
         for logical_id, spec in self.functions.items():

@@ -70,10 +70,6 @@ class Template:
     code_locations: dict[str, Path] = field(default_factory=dict)
 
     @property
-    def root(self) -> Path:
-        return self.path.parent
-
-    @property
     def resources(self) -> dict[str, Any]:
         resources: dict[str, Any] = self.translated["Resources"]
         return resources

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import logging
 import multiprocessing
 import os
 import queue
@@ -103,38 +102,6 @@ class LambdaContext:
         return max(0, int((self._deadline - time.time()) * 1000))
 
 
-class Loop:
-    """Background threads that run `step()` until `stop()`, as Lambda's pollers run: an error in a step is
-    logged and the step tried again a second later."""
-
-    def __init__(self, name: str, threads: int = 1) -> None:
-        self.name = name
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, name=f"{name}:{i}", daemon=True) for i in range(threads)]
-
-    def step(self) -> None:
-        raise NotImplementedError
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            if thread.is_alive():
-                thread.join(15)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.step()
-            except Exception:
-                if not self._stop.is_set():
-                    logging.getLogger("meshanics_local").exception("%s failed; retrying", self.name)
-                    self._stop.wait(1.0)
-
-
 def ignore_stop_signals() -> None:
     """Children leave Ctrl-C and SIGTERM sent to the process group to the parent, which stops them
     in order (a child whose parent is gone sees its pipe close and exits)."""
@@ -158,10 +125,15 @@ def _python_path(spec: FunctionSpec) -> list[str]:
     return [str(spec.code_dir), *(str(d) for d in spec.layer_dirs), *runtime]
 
 
-def _load_handler(spec: FunctionSpec) -> Any:
+def _load_handler(spec: FunctionSpec) -> tuple[Any, dict[str, Any] | None]:
+    """The handler (the function's init), or its error as Lambda reports it."""
     module_name, _, function_name = spec.handler.rpartition(".")
-    module = importlib.import_module(module_name)
-    return getattr(module, function_name)
+    try:
+        return getattr(importlib.import_module(module_name), function_name), None
+    except Exception as error:
+        traceback.print_exc()
+        init_error = _error(error, "Runtime.ImportModuleError" if isinstance(error, ImportError) else None)
+        return None, init_error | {"errorMessage": f"Init error in {spec.handler}: {error}"}
 
 
 def _worker_main(spec: FunctionSpec, conn: Connection) -> None:
@@ -183,15 +155,8 @@ def _worker_main(spec: FunctionSpec, conn: Connection) -> None:
 
     awscalls.install(awscalls.FaultPlan.from_env(os.environ.get(awscalls.ENV)))
 
-    handler: Any = None
-    init_error: dict[str, Any] | None = None
     started = time.perf_counter()
-    try:
-        handler = _load_handler(spec)
-    except Exception as error:
-        init_error = _error(error, "Runtime.ImportModuleError" if isinstance(error, ImportError) else None)
-        init_error["errorMessage"] = f"Init error in {spec.handler}: {error}"
-        traceback.print_exc()
+    handler, init_error = _load_handler(spec)
     init_ms = (time.perf_counter() - started) * 1000
     conn.send(("ready", init_error))
     first = True
@@ -206,11 +171,7 @@ def _worker_main(spec: FunctionSpec, conn: Connection) -> None:
         print(f"START RequestId: {request_id} Version: $LATEST", flush=True)
         started = time.perf_counter()
         if handler is None:  # Lambda re-runs a failed init on the next invocation
-            try:
-                handler = _load_handler(spec)
-                init_error = None
-            except Exception as error:
-                init_error = _error(error, "Runtime.ImportModuleError" if isinstance(error, ImportError) else None)
+            handler, init_error = _load_handler(spec)
         if handler is None:
             reply: tuple[str, Any] = ("error", init_error)
         else:

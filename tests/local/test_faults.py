@@ -32,9 +32,8 @@ from meshanics_local.awscalls import ENV as FAULTS_ENV
 from meshanics_local.awscalls import FaultPlan
 from meshanics_local.events import scheduled_event
 from meshanics_local.functions import EventSourceMapping, local_aws_environment
-from meshanics_local.sqs import QueuePoller
 from meshanics_local.stack import FunctionUsage, LocalPlatform
-from meshanics_local.streams import StreamFaults, StreamPoller
+from meshanics_local.triggers import QueuePoller, StreamFaults, StreamPoller
 from meshanics_local.workers import FunctionPool, FunctionSpec, Invocation
 from tests.local.conftest import REPLAY_FAULTS
 from tests.local.test_stack import ScriptedFanout, eventually

@@ -23,7 +23,7 @@ from meshanics.envelope import AuditRecord
 from meshanics.sealing import Sealer
 from meshanics_local.receiver import Behaviour, Receiver, running_receiver
 from meshanics_local.stack import LocalPlatform
-from meshanics_local.streams import StreamPoller
+from meshanics_local.triggers import StreamPoller
 from meshanics_local.workers import Invocation
 from tests.local.conftest import EVENTS
 

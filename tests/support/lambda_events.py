@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 import boto3
 
 from meshanics_local.events import ApiContext, HttpRequest, dynamodb_stream_record, proxy_event, sqs_record
-from meshanics_local.sqs import to_delete
+from meshanics_local.triggers import to_delete
 from meshanics_local.workers import FunctionSpec, LambdaContext
 
 
@@ -47,11 +47,9 @@ class StreamReader:
         return {"Records": [r for r in self.records() if r["eventName"] == "INSERT"]}
 
 
-def sqs_event(queue_url: str, *, max_messages: int = 10, wait: int = 0) -> dict[str, Any]:
+def sqs_event(queue_url: str, *, max_messages: int = 10) -> dict[str, Any]:
     sqs = boto3.client("sqs")
-    response = sqs.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=max_messages, AttributeNames=["All"], WaitTimeSeconds=wait
-    )
+    response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=max_messages, AttributeNames=["All"])
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     return {"Records": [sqs_record(m, queue_arn=arn, region="us-east-1") for m in response.get("Messages", [])]}
 
@@ -67,7 +65,6 @@ def api_event(
     method: str,
     path: str,
     *,
-    resource: str | None = None,
     body: Any = None,
     query: dict[str, str] | None = None,
     headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
@@ -81,7 +78,7 @@ def api_event(
     if content_type and not any(k.lower() == "content-type" for k, _ in pairs):
         pairs.insert(0, ("Content-Type", content_type))
     target = quote(path) + (f"?{urlencode(query)}" if query else "")
-    api = ApiContext("local", "dev", resource or path, request_id=str(uuid.uuid4()), request_time=time.time())
+    api = ApiContext("local", "dev", path, request_id=str(uuid.uuid4()), request_time=time.time())
     return proxy_event(HttpRequest(method, target, pairs, payload), api, authorizer=authorizer or {}, binary=True)
 
 
