@@ -20,6 +20,7 @@ ENV = {
     "INTEGRATIONS_TABLE": "integrations",
     "DELIVERY_QUEUE_URL": "http://127.0.0.1:1/queue",
     "DELIVERY_DLQ_URL": "http://127.0.0.1:1/dlq",
+    "FANOUT_FAILURE_QUEUE_URL": "http://127.0.0.1:1/fanout-failures",
     "SEALING_KEY_ID": "arn:aws:kms:us-east-1:123456789012:key/bench",
     "ARTIFACT_CACHE_BUCKET": "bench",
     "POWERTOOLS_SERVICE_NAME": "bench",

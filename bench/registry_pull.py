@@ -72,7 +72,7 @@ def _row(path: str, samples: list[tuple[float, float]], direct: float | None, ta
 
 
 def run(runs: int = RUNS) -> list[dict[str, Any]]:
-    from meshanics.apikeys import ApiKeyStore
+    from meshanics.store.apikeys import ApiKeyStore
     from meshanics_local.stack import LocalPlatform
     from tests.registry.upstreams import PASSWORD, USER, RegistryProcess, basic, htpasswd_auth, push_image
 

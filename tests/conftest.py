@@ -32,7 +32,9 @@ def provision() -> dict[str, str]:
     (meshanics_local.functions.provision); returns the environment the template gives its functions."""
     from meshanics_local.functions import provision, template_environment
 
-    return template_environment(provision(_template(), None).functions)
+    env = template_environment(provision(_template(), None).functions)
+    # In-process tests read the subscription index afresh for every event (no cache to wait out).
+    return env | {"SUBSCRIPTION_CACHE_MS": "0"}
 
 
 @pytest.fixture

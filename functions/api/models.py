@@ -1,4 +1,8 @@
-"""The tenant API's request and response shapes (the contract; OpenAPI is generated from these)."""
+"""The tenant API's request and response shapes (the contract; OpenAPI is generated from these).
+
+Every bound comes from the deployment's limits (meshanics.config.Limits), read once at import: Lambda
+sets the environment before it imports the function, so the document states the limits enforced.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
+
+from meshanics.config import settings
+
+LIMITS = settings().limits
 
 
 class Strict(BaseModel):
@@ -41,24 +49,19 @@ EventTime = Annotated[
 ]
 
 
-class ErrorDetail(BaseModel):
-    code: str = Field(description="Stable machine-readable code, e.g. invalid_request, egress.scheme, missing_scope")
-    message: str = Field(description="What went wrong, for people")
-    field: str | None = Field(default=None, description="The request field at fault, when there is one")
-
-
-class ErrorResponse(BaseModel):
-    """The shape of every error the API answers."""
-
-    error: ErrorDetail
+FILTERS = f"Event filters (at most {LIMITS.max_filters}): exact types or trailing wildcards (`rollout.*`)"
 
 
 class WebhookCreate(Strict):
     url: str = Field(
-        min_length=1, max_length=2048, description="Receiver URL (https; http only with allow_private_network)"
+        min_length=1,
+        max_length=LIMITS.max_url_length,
+        description="Receiver URL (https; http only with allow_private_network)",
     )
-    events: list[str] = Field(default_factory=list, max_length=100, description="Filters; empty means all events")
-    description: str = Field(default="", max_length=4096)
+    events: list[str] = Field(
+        default_factory=list, max_length=LIMITS.max_filters, description=f"{FILTERS}; empty means all events"
+    )
+    description: str = Field(default="", max_length=LIMITS.max_description)
     allow_private_network: bool = Field(
         default=False, description="Allow private/loopback receivers (link-local and metadata stay refused)"
     )
@@ -66,9 +69,9 @@ class WebhookCreate(Strict):
 
 
 class WebhookUpdate(Strict):
-    url: str | None = Field(default=None, min_length=1, max_length=2048)
-    events: list[str] | None = Field(default=None, max_length=100)
-    description: str | None = Field(default=None, max_length=4096)
+    url: str | None = Field(default=None, min_length=1, max_length=LIMITS.max_url_length)
+    events: list[str] | None = Field(default=None, max_length=LIMITS.max_filters, description=FILTERS)
+    description: str | None = Field(default=None, max_length=LIMITS.max_description)
     allow_private_network: bool | None = None
     enabled: bool | None = None
 
@@ -80,10 +83,50 @@ class Webhook(BaseModel):
     description: str
     allow_private_network: bool
     enabled: bool
-    disabled_reason: str | None
+    disabled_reason: Literal["api", "failing", "gone"] | None = Field(
+        description="Why it is disabled: by the API (api), after failing every attempt for the configured "
+        "period (failing), or because the receiver answered 410 Gone (gone)"
+    )
     created_at: str
     updated_at: str
     secret_rotation_overlap_until: str | None = None
+
+
+class WebhookHealth(BaseModel):
+    consecutive_failures: int = Field(description="Failed attempts since the last success")
+    failing_since: str | None = Field(description="First failed attempt since the last success")
+    last_success_at: str | None
+    last_failure_at: str | None
+    last_status_code: int | None = Field(description="The receiver's last HTTP status code, if it answered")
+    attempts_24h: int
+    success_rate_24h: float | None = Field(description="Successful attempts / attempts, last 24 hours")
+
+
+class WebhookDetail(Webhook):
+    health: WebhookHealth
+
+
+class LatencyPercentiles(BaseModel):
+    p50: int | None
+    p95: int | None
+
+
+class ErrorCount(BaseModel):
+    error: str = Field(description="Kind of error: HTTP <status>, timeout, connection failed, TLS error, ...")
+    count: int
+
+
+class WebhookStats(BaseModel):
+    window: Literal["24h", "7d"]
+    from_: str = Field(alias="from")
+    to: str
+    attempts: int
+    delivered: int = Field(description="Attempts that succeeded")
+    retried: int = Field(description="Failed attempts with another attempt to come")
+    failed: int = Field(description="Deliveries that failed after their last attempt")
+    success_rate: float | None
+    latency_ms: LatencyPercentiles = Field(description="Attempt latency percentiles, interpolated in 12 buckets")
+    top_errors: list[ErrorCount]
 
 
 class WebhookWithSecret(Webhook):
@@ -97,12 +140,17 @@ class WebhookPage(BaseModel):
 
 class RotateSecret(Strict):
     overlap_seconds: int | None = Field(
-        default=None, ge=0, le=604800, description="How long the previous secret keeps signing (default 24 h)"
+        default=None,
+        ge=0,
+        le=LIMITS.max_rotation_overlap,
+        description=(
+            f"How long the previous secret keeps signing, in seconds (default {settings().rotation_overlap_seconds})"
+        ),
     )
 
 
 class TestDelivery(Strict):
-    message: str = Field(default="", max_length=256)
+    message: str = Field(default="", max_length=LIMITS.max_test_message)
 
 
 class TestResult(BaseModel):
@@ -151,7 +199,7 @@ class DeliveryPage(BaseModel):
 
 class ReplayFailed(Strict):
     since: Instant | None = Field(default=None, description="Only deliveries created at or after this time")
-    limit: int = Field(default=50, ge=1, le=100)
+    limit: int = Field(default=min(50, LIMITS.max_replay_batch), ge=1, le=LIMITS.max_replay_batch)
 
 
 class EventField(BaseModel):
@@ -168,6 +216,10 @@ class EventTypeInfo(BaseModel):
     description: str
     data: list[EventField]
     platform_only: bool = Field(description="Written only by the platform; POST /v1/events refuses it")
+    operational: bool = Field(
+        description="About one endpoint (data.webhook_id): never delivered to that endpoint, and never raised by "
+        "the delivery of another operational event"
+    )
 
 
 class Family(BaseModel):
@@ -183,15 +235,17 @@ class EventTypePage(BaseModel):
 
 
 class EventIn(Strict):
-    type: str = Field(min_length=1, max_length=128)
-    subject: str = Field(min_length=1, max_length=256)
-    actor: str | None = Field(default=None, min_length=1, max_length=128, description="Defaults to the API key")
+    type: str = Field(min_length=1, max_length=LIMITS.max_event_type_length)
+    subject: str = Field(min_length=1, max_length=LIMITS.max_subject_length)
+    actor: str | None = Field(
+        default=None, min_length=1, max_length=LIMITS.max_actor_length, description="Defaults to the API key"
+    )
     occurred_at: EventTime | None = None
     data: dict[str, Any] = Field(default_factory=dict)
 
 
 class EventBatch(Strict):
-    events: list[EventIn] = Field(min_length=1, max_length=100)
+    events: list[EventIn] = Field(min_length=1, max_length=LIMITS.max_events_per_request)
 
 
 def _event_body_kind(value: Any) -> str:

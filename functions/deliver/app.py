@@ -7,6 +7,7 @@ batch item failure, so SQS keeps it; its visibility was already set to when it s
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -15,8 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from meshanics import services
-from meshanics.deliveries import DeliveryJob
-from meshanics.delivery import BATCH_MARGIN_SECONDS, QueuedJob
+from meshanics.deliver import BATCH_MARGIN_SECONDS, Message
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"meshanics"})
@@ -30,20 +30,8 @@ deliverer = services.deliverer()
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - BATCH_MARGIN_SECONDS
-    queued: list[QueuedJob] = []
-    failures: list[dict[str, str]] = []
-    ids: list[str] = []
-    for record in event["Records"]:
-        try:
-            job = DeliveryJob.from_message(record["body"])
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-            logger.error("malformed delivery job", extra={"message_id": record["messageId"]})
-            failures.append({"itemIdentifier": record["messageId"]})  # after its receives: the DLQ
-            continue
-        queued.append(QueuedJob(job, record["receiptHandle"]))
-        ids.append(record["messageId"])
-    for message_id, outcome in zip(ids, deliverer.deliver_batch(queued, deadline=deadline), strict=True):
-        metrics.add_metric(name=f"Delivery{outcome.status.capitalize()}", unit=MetricUnit.Count, value=1)
-        if not outcome.done:
-            failures.append({"itemIdentifier": message_id})
-    return {"batchItemFailures": failures}
+    messages = [Message(r["messageId"], r["body"], r["receiptHandle"]) for r in event["Records"]]
+    report = deliverer.deliver(messages, deadline=deadline)
+    for status, count in Counter(o.status for o in report.outcomes).items():
+        metrics.add_metric(name=f"Delivery{status.capitalize()}", unit=MetricUnit.Count, value=count)
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in report.failed]}

@@ -1,10 +1,17 @@
-"""Request and response shapes of the registry connection API (OpenAPI is generated from these)."""
+"""Request and response shapes of the registry connection API (OpenAPI is generated from these).
+
+Every bound comes from the deployment's limits (meshanics.config.Limits), read once at import.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from meshanics.config import settings
+
+LIMITS = settings().limits
 
 
 class Strict(BaseModel):
@@ -13,15 +20,15 @@ class Strict(BaseModel):
 
 class BasicCredentials(Strict):
     type: Literal["basic"]
-    username: str = Field(min_length=1, max_length=256)
-    password: str = Field(min_length=1, max_length=4096, description="Never returned")
+    username: str = Field(min_length=1, max_length=LIMITS.max_username_length)
+    password: str = Field(min_length=1, max_length=LIMITS.max_password_length, description="Never returned")
 
 
 class TokenCredentials(Strict):
     type: Literal["token"]
     token: str = Field(
         min_length=1,
-        max_length=8192,
+        max_length=LIMITS.max_token_length,
         description="Sent as a Bearer token, or exchanged at the upstream's token service. Never returned",
     )
 
@@ -32,12 +39,14 @@ Credentials = Annotated[BasicCredentials | TokenCredentials, Field(discriminator
 class RegistryCreate(Strict):
     name: str = Field(
         min_length=1,
-        max_length=63,
-        pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+        max_length=LIMITS.max_registry_name,
+        pattern=rf"^[a-z0-9][a-z0-9-]{{0,{LIMITS.max_registry_name - 1}}}$",
         description="Unique within the tenant; devices pull /v2/<name>/<repository>@sha256:<digest>",
     )
     upstream_url: str = Field(
-        min_length=1, max_length=2048, description="Base URL of the upstream registry (https; http only when private)"
+        min_length=1,
+        max_length=LIMITS.max_url_length,
+        description="Base URL of the upstream registry (https; http only when private)",
     )
     credentials: Credentials
     allow_private_network: bool = Field(

@@ -308,13 +308,14 @@ class LocalPlatform:
         return self.resources.ref(logical_id)
 
     def _create_demo_key(self) -> str:
-        from meshanics.apikeys import SCOPES, ApiKeyStore
+        from meshanics.apikeys import SCOPES
+        from meshanics.store.apikeys import ApiKeyStore
 
         table = template_environment(self.functions).get("INTEGRATIONS_TABLE")
         if table is None:
             raise TemplateError("no function has INTEGRATIONS_TABLE set; cannot create the demo API key")
         dynamodb = self.client("dynamodb")
-        key, _ = ApiKeyStore(lambda: dynamodb, table).create(DEMO_TENANT, SCOPES, name="local demo key")
+        key: str = ApiKeyStore(lambda: dynamodb, table).create(DEMO_TENANT, SCOPES, name="local demo key")[0]
         return key
 
     # -- state ------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from tests.api.support import DNS
 from tests.conftest import provision
 from tests.support.harness import Platform
 
-KEYS = {"INTEGRATIONS_TABLE": ("pk", "sk"), "AUDIT_TABLE": ("tenant_id", "sequence")}
+KEYS = {"INTEGRATIONS_TABLE": ("pk", "sk"), "AUDIT_TABLE": ("partition", "sequence")}
 
 
 def _is_literal(host: str) -> bool:
@@ -98,6 +98,12 @@ def wipe(platform: Platform) -> None:
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        # A tenant's sequence counter survives (as in a deployment: sequences are never reused, and
+        # producers hold reserved blocks of it); only its counts start afresh.
+        counters = [k for k in keys if k.get("sk", {}).get("S") == "#TENANT"]
+        for key in counters:
+            ddb.update_item(TableName=table, Key=key, UpdateExpression="REMOVE endpoint_count, registry_count")
+        keys = [k for k in keys if k not in counters]
         for start in range(0, len(keys), 25):
             requests: list[Any] = [{"DeleteRequest": {"Key": key}} for key in keys[start : start + 25]]
             ddb.batch_write_item(RequestItems={table: requests})

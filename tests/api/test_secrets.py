@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from cryptography.exceptions import InvalidTag
 
 from meshanics import services
-from meshanics.endpoints import secret_context
+from meshanics.model import secret_context
 from meshanics_local.receiver import Behaviour, Receiver
 from tests.api.support import (
     ADMIN,

@@ -1,8 +1,8 @@
 """Every crash point of docs/guarantees.md: kill the function between two calls, let AWS retry as it
 does (the stream re-sends the batch, SQS shows the message again after its visibility timeout, the
 sweep runs), and check that every subscribed event still reaches its endpoint, or is visibly failed
-and replayable. Test names carry the boundary's id from that document (F = fan-out, D = delivery,
-T = test delivery, R = replay, S = sweep)."""
+and replayable. Test names carry the boundary's id from that document (A = append, F = fan-out,
+D = delivery, T = test delivery, R = replay, S = sweep)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from meshanics import services
-from meshanics.delivery import HttpSender
+from meshanics.deliver import HttpSender
 from meshanics_local.receiver import Behaviour, Receiver, running_receiver
 from tests.support.crashes import SimulatedCrash, answer_lost, crash_at, recorded_calls, unprocessed
 from tests.support.harness import Platform
@@ -92,21 +92,42 @@ def failed_delivery(platform: Platform, receiver: Receiver, monkeypatch: pytest.
     return delivery["id"]  # type: ignore[no-any-return]
 
 
-# ------------------------------------------------------------------------------------------ fan-out
-def test_F1_fanout_killed_before_writing_records_is_fanned_out_by_the_streams_retry(platform: Platform) -> None:
+# ------------------------------------------------------------------------------------------- append
+def test_A1_append_killed_before_writing_leaves_a_gap_and_nothing_else(platform: Platform) -> None:
     with running_receiver() as receiver:
         subscribe(platform, receiver.url)
-        emitted = emit(platform, 3)
-        event = platform.stream.event()
-        fanout = platform.handler("fanout")
-        with crash_at("BatchWriteItem"), pytest.raises(SimulatedCrash):
-            fanout.lambda_handler(event, Context("fanout"))
-        assert fanout.lambda_handler(event, Context("fanout"))["batchItemFailures"] == []
-        drain(platform)
-        assert sequences(receiver) == emitted
+        event = {"type": "rollout.created", "subject": "r/1", "data": {"rollout_id": "r1"}}
+        platform.fan_out()  # the endpoint's own webhook.created
+        with crash_at("PutItem"), pytest.raises(SimulatedCrash):
+            platform.api_as("acme", ADMIN, "POST", "/v1/events", body=event)
+        assert platform.stream.event()["Records"] == []  # nothing was written: the producer retries
+        (sequence,) = emit(platform)
+        platform.pump()
+        assert sequences(receiver) == [sequence]
 
 
-def test_F2_fanout_killed_before_enqueueing_is_sent_by_the_streams_retry(platform: Platform) -> None:
+def test_A2_append_killed_after_writing_delivers_the_event(platform: Platform) -> None:
+    with running_receiver() as receiver:
+        subscribe(platform, receiver.url)
+        event = {"type": "rollout.created", "subject": "r/1", "data": {"rollout_id": "r1"}}
+        with crash_at("PutItem", when="after"), pytest.raises(SimulatedCrash):
+            platform.api_as("acme", ADMIN, "POST", "/v1/events", body=event)
+        platform.pump()
+        assert len(receiver.requests) == 1  # written is written: the caller saw an error, though
+
+
+def test_A_subscription_lookups_read_consistently(platform: Platform) -> None:
+    """An event written just after an endpoint subscribed must find it (matching happens on append)."""
+    subscribe(platform, "http://127.0.0.1:9/hook")
+    with recorded_calls() as calls:
+        emit(platform)
+    lookups = [params for name, params in calls if name == "Query" and "#SUB#" in json.dumps(params)]
+    assert lookups, "the append made no subscription lookup"
+    assert all(params.get("ConsistentRead") is True for params in lookups)
+
+
+# ------------------------------------------------------------------------------------------ fan-out
+def test_F1_fanout_killed_before_enqueueing_is_sent_by_the_streams_retry(platform: Platform) -> None:
     with running_receiver() as first, running_receiver() as second:
         subscribe(platform, first.url)
         subscribe(platform, second.url)
@@ -115,14 +136,14 @@ def test_F2_fanout_killed_before_enqueueing_is_sent_by_the_streams_retry(platfor
         fanout = platform.handler("fanout")
         with crash_at("SendMessageBatch"), pytest.raises(SimulatedCrash):
             fanout.lambda_handler(event, Context("fanout"))
-        # The stream hands the same batch to the next invocation: it sends the jobs the records wait for.
+        # The stream hands the same batch to the next invocation, which sends the jobs.
         assert fanout.lambda_handler(event, Context("fanout"))["batchItemFailures"] == []
         drain(platform)
         assert sequences(first) == emitted
         assert sequences(second) == emitted
 
 
-def test_F3_fanout_killed_after_enqueueing_sends_each_event_once(platform: Platform) -> None:
+def test_F2_fanout_killed_after_enqueueing_sends_each_event_once(platform: Platform) -> None:
     with running_receiver() as receiver:
         subscribe(platform, receiver.url)
         emitted = emit(platform, 3)
@@ -132,18 +153,7 @@ def test_F3_fanout_killed_after_enqueueing_sends_each_event_once(platform: Platf
             fanout.lambda_handler(event, Context("fanout"))
         fanout.lambda_handler(event, Context("fanout"))
         drain(platform)
-        assert sequences(receiver) == emitted  # a duplicate job is dropped, not POSTed again
-
-
-def test_F_subscriber_lookups_read_consistently(platform: Platform) -> None:
-    """An event written just after an endpoint subscribed must find it (hole 3)."""
-    subscribe(platform, "http://127.0.0.1:9/hook")
-    emit(platform)
-    with recorded_calls() as calls:
-        platform.fan_out()
-    lookups = [params for name, params in calls if name == "Query" and "#SUB#" in json.dumps(params)]
-    assert lookups, "the fan-out made no subscription lookup"
-    assert all(params.get("ConsistentRead") is True for params in lookups)
+        assert sequences(receiver) == emitted  # a copy of a job that ran is dropped, not POSTed again
 
 
 # ----------------------------------------------------------------------------------------- delivery
@@ -171,7 +181,7 @@ def test_D2_killed_after_the_post_before_recording_delivers_again_with_the_same_
         webhook = subscribe(platform, receiver.url)
         emit(platform)
         platform.fan_out()
-        with crash_at("UpdateItem"), pytest.raises(SimulatedCrash):
+        with crash_at("PutItem"), pytest.raises(SimulatedCrash):  # a first attempt creates the item
             platform.deliver()
         platform.expire(platform.last_delivery_event)
         drain(platform)
@@ -200,24 +210,29 @@ def test_D3_killed_after_recording_a_failure_retries_from_the_recorded_count(
         assert [a["attempt"] for a in detail(platform, delivery["id"])["attempts"]] == [1, 2]
 
 
+@pytest.mark.parametrize(("lost", "answers"), [("PutItem", [500, 200]), ("UpdateItem", [500, 500, 200])])
 def test_D4_a_lost_answer_to_recording_a_retry_is_not_mistaken_for_another_copy(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, lost: str, answers: list[int]
 ) -> None:
     """The SDK repeats a write whose answer was lost; its condition then fails on the first write's
-    own effect. That is success: the retry must still be scheduled, or the delivery stays pending."""
+    own effect. That is success: the retry must still be scheduled, or the delivery stays pending.
+    (A first attempt creates the item with a put, later ones update it.)"""
     schedule(monkeypatch, "0,1,1")
     with running_receiver() as receiver:
-        receiver.behaviours = [Behaviour(status=500), Behaviour(status=200)]
+        receiver.behaviours = [Behaviour(status=code) for code in answers]
         webhook = subscribe(platform, receiver.url)
         emit(platform)
         platform.fan_out()
-        with answer_lost("UpdateItem"):
+        if lost == "UpdateItem":
+            platform.deliver()  # the first attempt, recorded normally
+            time.sleep(1.3)
+        with answer_lost(lost):
             _, response = platform.deliver()
         assert len(response["batchItemFailures"]) == 1  # kept for its retry, not dropped
         drain(platform, rounds=40, pause=0.1)
         (delivery,) = deliveries(platform, webhook)
         assert delivery["status"] == "delivered"
-        assert [a["attempt"] for a in detail(platform, delivery["id"])["attempts"]] == [1, 2]
+        assert [a["attempt"] for a in detail(platform, delivery["id"])["attempts"]] == list(range(1, len(answers) + 1))
 
 
 def test_D5_killed_after_recording_delivered_does_not_post_again(platform: Platform) -> None:
@@ -225,7 +240,7 @@ def test_D5_killed_after_recording_delivered_does_not_post_again(platform: Platf
         webhook = subscribe(platform, receiver.url)
         emit(platform)
         platform.fan_out()
-        with crash_at("UpdateItem", when="after"), pytest.raises(SimulatedCrash):
+        with crash_at("PutItem", when="after"), pytest.raises(SimulatedCrash):
             platform.deliver()
         platform.expire(platform.last_delivery_event)
         drain(platform)
@@ -307,7 +322,7 @@ def test_D_jobs_not_started_before_the_batch_deadline_are_released_unattempted(
         emit(platform, 2)
         platform.fan_out()
         # 30 s remain for Lambda; the batch keeps a margin, so only the first POST fits.
-        from meshanics.delivery import BATCH_MARGIN_SECONDS
+        from meshanics.deliver import BATCH_MARGIN_SECONDS
 
         remaining = int((BATCH_MARGIN_SECONDS + 2.5) * 1000)
         _, response = platform.deliver(context=Context("deliver", remaining_ms=remaining))
@@ -386,7 +401,6 @@ def test_R2_replay_killed_after_enqueueing_is_delivered_as_the_replay(
     assert replayed["status"] == "delivered" and replayed["replays"] == 1
     assert [a["attempt"] for a in replayed["attempts"]] == [1, 2]
     assert len(receiver.requests) == 2
-    assert platform.api_as("acme", ADMIN, "POST", f"/v1/deliveries/{delivery_id}/replay").status == 409
 
 
 # -------------------------------------------------------------------------------------------- sweep

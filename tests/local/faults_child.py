@@ -18,7 +18,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from meshanics import dynamo
+from meshanics.store import batch
 from meshanics_local import awscalls
 
 # botocore's standard retries, as the core configures them (meshanics.aws): 3 retries, 4 attempts.
@@ -32,7 +32,7 @@ def without_pauses() -> None:
     from botocore.retries.standard import ExponentialBackoff
 
     ExponentialBackoff.delay_amount = lambda self, context: 0.0  # type: ignore[method-assign]
-    dynamo.BATCH_PAUSES = (0.0,) * len(dynamo.BATCH_PAUSES)  # type: ignore[assignment]  # as many re-sends
+    batch.BATCH_PAUSES = (0.0,) * len(batch.BATCH_PAUSES)  # type: ignore[assignment]  # as many re-sends
 
 
 def outcome(call: Callable[[], Any]) -> Any:
@@ -90,14 +90,14 @@ def unprocessed(dynamodb: Any, sqs: Any, table: str, queue_url: str) -> Report:
     """The core's batch helpers (their retry loop) under unprocessed items; the table holds rows "read"/000-059."""
     report: Report = {}
     try:
-        dynamo.batch_write(dynamodb, table, [put("written", f"{i:03d}") for i in range(60)])
+        batch.batch_write(dynamodb, table, [put("written", f"{i:03d}") for i in range(60)])
         report["batch_write"] = "ok"
-    except dynamo.StoreThrottled:
+    except batch.StoreThrottled:
         report["batch_write"] = "throttled"
     try:
-        found = dynamo.batch_get(dynamodb, table, [key("read", f"{i:03d}") for i in range(60)])
+        found = batch.batch_get(dynamodb, table, [key("read", f"{i:03d}") for i in range(60)])
         report["batch_get"] = sorted(sk for _, sk in found)
-    except dynamo.StoreThrottled:
+    except batch.StoreThrottled:
         report["batch_get"] = "throttled"
     return report
 

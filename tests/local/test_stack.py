@@ -16,11 +16,14 @@ import pytest
 import requests
 
 from meshanics import ids, signing
-from meshanics.audit import AuditLog, EventInput
-from meshanics.deliveries import DeliveryStore, delivery_id, now_iso
-from meshanics.endpoints import Endpoint, EndpointStore, secret_context
-from meshanics.envelope import AuditRecord
+from meshanics.audit import AuditLog, Subscriptions
+from meshanics.clock import now_iso
+from meshanics.model import AuditRecord, Endpoint, EventInput, delivery_id, secret_context
 from meshanics.sealing import Sealer
+from meshanics.store.audit import AuditTable
+from meshanics.store.deliveries import DeliveryStore
+from meshanics.store.endpoints import EndpointStore
+from meshanics.store.tenants import TenantCounters
 from meshanics_local.receiver import Behaviour, Receiver, running_receiver
 from meshanics_local.stack import LocalPlatform
 from meshanics_local.triggers import StreamPoller
@@ -67,7 +70,6 @@ class Core:
             disabled_reason=None,
             created_at=now,
             updated_at=now,
-            subscribed_after=0,
             sealed_secret=self.sealer.seal(secret, secret_context(tenant, endpoint_id)),
         )
         return self.endpoints.create(endpoint, max_endpoints=50), secret
@@ -91,15 +93,17 @@ class Core:
 def core(stack: LocalPlatform) -> Core:
     env = stack.environment("FanoutFunction")
     dynamodb, kms = stack.client("dynamodb"), stack.client("kms")
+    counters = TenantCounters(lambda: dynamodb, env["INTEGRATIONS_TABLE"])
+    endpoints = EndpointStore(lambda: dynamodb, env["INTEGRATIONS_TABLE"], counters)
+    table = AuditTable(lambda: dynamodb, env["AUDIT_TABLE"], shards=int(env["AUDIT_SHARDS"]), retention_days=1)
     return Core(
         audit=AuditLog(
-            lambda: dynamodb,
-            audit_table=env["AUDIT_TABLE"],
-            integrations_table=env["INTEGRATIONS_TABLE"],
+            table=table,
+            counters=counters,
+            subscriptions=Subscriptions(endpoints, cache_seconds=0),
             max_record_bytes=8192,
-            retention_days=1,
         ),
-        endpoints=EndpointStore(lambda: dynamodb, env["INTEGRATIONS_TABLE"]),
+        endpoints=endpoints,
         deliveries=DeliveryStore(lambda: dynamodb, env["INTEGRATIONS_TABLE"], retention_days=1),
         sealer=Sealer(lambda: kms, env["SEALING_KEY_ID"]),
     )
@@ -225,7 +229,9 @@ def test_an_audit_event_is_fanned_out_and_delivered_signed(
     assert envelope["sequence"] == record.sequence and envelope["idempotency_key"] == record.idempotency_key
     delivery = eventually(
         lambda: (
-            (d := core.deliveries.get("acme", delivery_id(endpoint.id, record.sequence))).status == "delivered" and d
+            (d := core.deliveries.find("acme", endpoint.id, record.sequence)) is not None
+            and d.status == "delivered"
+            and d
         )
     )
     assert delivery.attempt_count == 1
@@ -241,7 +247,7 @@ def test_an_audit_event_is_fanned_out_and_delivered_signed(
 
 def test_only_inserts_reach_the_fanout(stack: LocalPlatform, core: Core) -> None:
     [record] = core.emit("filter-check")
-    key = {"tenant_id": {"S": "filter-check"}, "sequence": {"N": str(record.sequence)}}
+    key = {"partition": {"S": record.partition}, "sequence": {"N": str(record.sequence)}}
     eventually(lambda: any(_tenants(e) & {"filter-check"} for e in stack.recent_events["FanoutFunction"]))
     table = stack.physical("AuditLogTable")
     stack.client("dynamodb").update_item(

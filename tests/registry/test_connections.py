@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from meshanics import services
-from meshanics.envelope import AuditRecord
+from meshanics.model import AuditRecord
 from tests.registry.conftest import DEVICE, OPERATOR, READER, Door
 
 BASIC = {"type": "basic", "username": "robot", "password": "s3cret-password-value"}
@@ -21,9 +21,7 @@ def create(door: Door, *, name: str = "corp", tenant: str = "acme", **fields: An
 
 
 def events(tenant: str) -> list[AuditRecord]:
-    log = services.audit_log()
-    records = [log.get(tenant, seq) for seq in range(1, log.current_sequence(tenant) + 1)]
-    return [r for r in records if r is not None]
+    return services.audit_table().of_tenant(tenant)
 
 
 @pytest.fixture(autouse=True)

@@ -26,9 +26,7 @@ def cached_keys(aws: dict[str, str]) -> list[str]:
 
 
 def audit_types(tenant: str) -> list[tuple[str, dict[str, Any]]]:
-    log = services.audit_log()
-    found = [log.get(tenant, s) for s in range(1, log.current_sequence(tenant) + 1)]
-    return [(r.type, dict(r.data)) for r in found if r is not None]
+    return [(r.type, dict(r.data)) for r in services.audit_table().of_tenant(tenant)]
 
 
 def pull_all(door: Door, image: Any, name: str = "corp") -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from meshanics.apikeys import ApiKeyStore
+from meshanics.store.apikeys import ApiKeyStore
 from meshanics_local.stack import LocalPlatform
 from tests.registry.conftest import Upstreams
 from tests.registry.upstreams import PASSWORD, USER, Pushed, push_image, require_binary

@@ -111,3 +111,21 @@ def answer_lost(operation: str) -> Iterator[list[str]]:
     finally:
         Endpoint._do_get_response = original  # type: ignore[attr-defined]
     assert fired, f"the code never called {operation}"
+
+
+@contextlib.contextmanager
+def refused(operation: str) -> Iterator[list[int]]:
+    """AWS keeps throttling `operation`: every call fails (after what would be the SDK's retries)."""
+    from botocore.exceptions import ClientError
+
+    calls: list[int] = []
+
+    def wrapper(original: Callable[..., Any], client: Any, name: str, params: Any) -> Any:
+        if name != operation:
+            return original(client, name, params)
+        calls.append(1)
+        error = {"Error": {"Code": "ThrottlingException", "Message": "throttled (injected)"}}
+        raise ClientError(error, name)  # type: ignore[arg-type]
+
+    with _patched(wrapper):
+        yield calls

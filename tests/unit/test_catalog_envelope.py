@@ -7,8 +7,8 @@ import json
 import pytest
 
 from meshanics import audit, catalog, envelope
-from meshanics.envelope import AuditRecord
 from meshanics.errors import InvalidInput, LimitExceeded
+from meshanics.model import AuditRecord
 
 FAMILIES = {"rollouts", "devices", "artifacts", "registries", "vulnerabilities", "webhooks"}
 

@@ -1,38 +1,38 @@
 """The append-only audit log: the one way any producer records a platform event.
 
-`AuditLog.append` validates each event against the catalog (type, declared fields, size), assigns
-the tenant's next sequence numbers with one atomic counter update, and writes the records in one
-transaction. A sequence is never reused: a failed write leaves a gap, never a duplicate.
+`AuditLog.append` validates each event against the catalog (type, declared fields, size), numbers
+it (the tenant's sequences, reserved in blocks), matches it against the tenant's subscriptions (read
+consistently, then reused for at most `SubscriptionCacheMs`),
+serializes its delivery envelope once, and writes it to the subject's shard of the tenant. The
+endpoints subscribed at that moment are stored with the event: fan-out only sends their jobs, and
+an endpoint receives exactly the events written after it subscribed (and before it stopped).
+A sequence is never reused: a failed write leaves a gap, never a duplicate.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from meshanics import catalog, dynamo
-from meshanics.envelope import AuditRecord
+from meshanics import catalog, envelope, filters, parallel
+from meshanics.config import Limits
 from meshanics.errors import InvalidInput, LimitExceeded, MeshanicsError
 from meshanics.ids import check_tenant
+from meshanics.model import AuditRecord, EventInput
+from meshanics.store.audit import AuditTable
+from meshanics.store.endpoints import EndpointStore
+from meshanics.store.tenants import TenantCounters
 
-MAX_SUBJECT = 256
-MAX_ACTOR = 128
-
-
-@dataclass(frozen=True)
-class EventInput:
-    type: str
-    subject: str
-    actor: str
-    data: Mapping[str, Any] = field(default_factory=dict)
-    occurred_at: datetime | None = None
+# Fixed product limits, from the one place every limit comes from.
+MAX_SUBJECT = Limits.max_subject_length
+MAX_ACTOR = Limits.max_actor_length
+MAX_EVENTS = Limits.max_events_per_request
 
 
 def rfc3339(moment: datetime) -> str:
@@ -68,44 +68,65 @@ def validate(event: EventInput, *, max_record_bytes: int) -> dict[str, Any]:
     return data
 
 
-def record_from_item(item: Mapping[str, Any]) -> AuditRecord:
-    """An audit table item (plain Python values, e.g. a stream's new image) -> AuditRecord."""
-    values = dynamo.plain(item)
-    return AuditRecord(
-        tenant_id=values["tenant_id"],
-        sequence=int(values["sequence"]),
-        event_id=values["event_id"],
-        type=values["type"],
-        occurred_at=values["occurred_at"],
-        subject=values["subject"],
-        actor=values["actor"],
-        data=values.get("data") or {},
-    )
+class Subscriptions:
+    """What the subscription index says, as producers read it when they write events.
+
+    Each index key is read strongly consistently and then reused for `cache_seconds`, so a busy
+    tenant's producers do not all read the same few index items for every event. A subscription
+    change waits that long before it answers (`settle`): every event written after the change has
+    answered is matched against it, as if nothing were cached.
+    """
+
+    def __init__(self, endpoints: EndpointStore, *, cache_seconds: float, clock: Callable[[], float] = time.monotonic):
+        self._endpoints = endpoints
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: dict[tuple[str, str], tuple[float, list[str]]] = {}
+        self._lock = threading.Lock()
+
+    def subscribers(self, tenant_id: str, keys: Sequence[str]) -> dict[str, list[str]]:
+        now = self._clock()
+        with self._lock:
+            fresh = {k: hit[1] for k in keys if (hit := self._cache.get((tenant_id, k))) and hit[0] > now}
+        missing = [k for k in keys if k not in fresh]
+        read = parallel.each(lambda key: self._endpoints.subscribers(tenant_id, key), missing)
+        if self._cache_seconds > 0:
+            with self._lock:
+                for key, ids in zip(missing, read, strict=True):
+                    self._cache[(tenant_id, key)] = (now + self._cache_seconds, ids)
+        return fresh | dict(zip(missing, read, strict=True))
+
+    def settle(self, tenant_id: str) -> None:
+        """After a subscription change: forget this process's copy, and wait until every other
+        producer's copy is too old to be used."""
+        with self._lock:
+            for key in [k for k in self._cache if k[0] == tenant_id]:
+                del self._cache[key]
+        if self._cache_seconds > 0:
+            time.sleep(self._cache_seconds)
 
 
 class AuditLog:
     def __init__(
         self,
-        client: Callable[[], Any],
         *,
-        audit_table: str,
-        integrations_table: str,
+        table: AuditTable,
+        counters: TenantCounters,
+        subscriptions: Subscriptions,
         max_record_bytes: int,
-        retention_days: int,
     ) -> None:
-        self._client = client
-        self._audit_table = audit_table
-        self._integrations_table = integrations_table
+        self.table = table
+        self.subscriptions = subscriptions
+        self._counters = counters
         self._max_record_bytes = max_record_bytes
-        self._retention_seconds = retention_days * 86_400
 
     def append(self, tenant_id: str, events: Sequence[EventInput]) -> list[AuditRecord]:
         """Validate and write up to 100 events atomically; return them with their sequences."""
         check_tenant(tenant_id)
         if not events:
             return []
-        if len(events) > 100:
-            raise LimitExceeded("at most 100 events per write", field="events")
+        if len(events) > MAX_EVENTS:
+            raise LimitExceeded(f"at most {MAX_EVENTS} events per write", field="events")
         cleaned = []
         for index, event in enumerate(events):
             try:
@@ -115,99 +136,41 @@ class AuditLog:
                     error.field = f"events.{index}.{error.field or ''}".rstrip(".")
                     error.message = f"events[{index}]: {error.message}"
                 raise
-        last = self._allocate(tenant_id, len(events))
-        first = last - len(events) + 1
+        subscribed = self._subscribed(tenant_id, {e.type for e in events})
+        sequences = self._counters.sequences(tenant_id, len(events))
         now = datetime.now(UTC)
-        expires = int(time.time()) + self._retention_seconds
-        records = [
-            AuditRecord(
+        records = []
+        for sequence, event, data in zip(sequences, events, cleaned, strict=True):
+            endpoints = subscribed[event.type]
+            if catalog.CATALOG[event.type].operational:  # never to the endpoint it is about
+                endpoints = tuple(e for e in endpoints if e != data.get("webhook_id"))
+            record = AuditRecord(
                 tenant_id=tenant_id,
-                sequence=first + i,
+                sequence=sequence,
                 event_id=secrets.token_hex(10),
                 type=event.type,
                 occurred_at=rfc3339(event.occurred_at or now),
                 subject=event.subject,
                 actor=event.actor,
                 data=data,
+                partition=self.table.partition(tenant_id, event.subject),
+                endpoints=endpoints,
+                recorded_at=rfc3339(now),
             )
-            for i, (event, data) in enumerate(zip(events, cleaned, strict=True))
-        ]
-        puts = [
-            {
-                "TableName": self._audit_table,
-                "Item": dynamo.to_item(
-                    {
-                        "tenant_id": r.tenant_id,
-                        "sequence": r.sequence,
-                        "event_id": r.event_id,
-                        "type": r.type,
-                        "occurred_at": r.occurred_at,
-                        "recorded_at": rfc3339(now),
-                        "subject": r.subject,
-                        "actor": r.actor,
-                        "data": dict(r.data),
-                        "expires_at": expires,
-                    }
-                ),
-                "ConditionExpression": "attribute_not_exists(tenant_id)",
-            }
-            for r in records
-        ]
-        if len(puts) == 1:
-            try:
-                self._client().put_item(**puts[0], ReturnValuesOnConditionCheckFailure="ALL_OLD")
-            except ClientError as error:
-                # Our own write, its answer lost and retried by the SDK, is already there: written.
-                old: dict[str, Any] = dict(error.response.get("Item") or {})  # type: ignore[call-overload]
-                found = old.get("event_id", {}).get("S")
-                if error.response["Error"]["Code"] != "ConditionalCheckFailedException" or found != records[0].event_id:
-                    raise
-        else:  # a batch is written all or nothing (the SDK's idempotency token makes its retries safe)
-            self._client().transact_write_items(TransactItems=[{"Put": put} for put in puts])
+            records.append(replace(record, body=envelope.serialize(record)))
+        self.table.put(records)
         return records
 
-    def _allocate(self, tenant_id: str, count: int) -> int:
-        response = self._client().update_item(
-            TableName=self._integrations_table,
-            Key=dynamo.to_item({"pk": dynamo.tenant_pk(tenant_id), "sk": dynamo.TENANT_SK}),
-            UpdateExpression="ADD #seq :n",
-            ExpressionAttributeNames={"#seq": "sequence"},
-            ExpressionAttributeValues={":n": dynamo.to_value(count)},
-            ReturnValues="UPDATED_NEW",
-        )
-        return int(response["Attributes"]["sequence"]["N"])
+    def _subscribed(self, tenant_id: str, event_types: set[str]) -> dict[str, tuple[str, ...]]:
+        """Per event type, the ids of the tenant's endpoints subscribed to it now (index lookups of
+        the keys a type can match, side by side, each key once)."""
+        wanted = {t: filters.candidate_keys(t) if catalog.CATALOG[t].subscribable else [] for t in event_types}
+        found = self.subscriptions.subscribers(tenant_id, sorted({key for keys in wanted.values() for key in keys}))
+        return {t: tuple(sorted({e for key in keys for e in found[key]})) for t, keys in wanted.items()}
 
     def current_sequence(self, tenant_id: str) -> int:
-        response = self._client().get_item(
-            TableName=self._integrations_table,
-            Key=dynamo.to_item({"pk": dynamo.tenant_pk(tenant_id), "sk": dynamo.TENANT_SK}),
-            ConsistentRead=True,
-        )
-        item = dynamo.from_item(response.get("Item", {}))
-        return int(item.get("sequence", 0))
+        """The highest sequence reserved for the tenant so far."""
+        return self._counters.reserved(tenant_id)
 
-    def between(self, tenant_id: str, first: int, last: int) -> list[AuditRecord]:
-        """The tenant's records with first <= sequence <= last, in order, read consistently."""
-        kwargs: dict[str, Any] = {
-            "TableName": self._audit_table,
-            "KeyConditionExpression": "tenant_id = :tenant AND #seq BETWEEN :first AND :last",
-            "ExpressionAttributeNames": {"#seq": "sequence"},
-            "ExpressionAttributeValues": dynamo.to_item({":tenant": tenant_id, ":first": first, ":last": last}),
-            "ConsistentRead": True,
-        }
-        records: list[AuditRecord] = []
-        while True:
-            response = self._client().query(**kwargs)
-            records.extend(record_from_item(dynamo.from_item(item)) for item in response.get("Items", []))
-            if "LastEvaluatedKey" not in response:
-                return records
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-
-    def get(self, tenant_id: str, sequence: int) -> AuditRecord | None:
-        response = self._client().get_item(
-            TableName=self._audit_table,
-            Key=dynamo.to_item({"tenant_id": tenant_id, "sequence": sequence}),
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
-        return record_from_item(dynamo.from_item(item)) if item else None
+    def get(self, partition: str, sequence: int) -> AuditRecord | None:
+        return self.table.get(partition, sequence)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 
 from meshanics import backoff
@@ -13,13 +13,50 @@ from meshanics.errors import ConfigurationError
 
 @dataclass(frozen=True)
 class Limits:
+    """Every bound the API enforces, in one place.
+
+    The API's request models take their constraints from here when they are imported (so the
+    OpenAPI document states the deployed limits) and the core checks the same values again. The
+    fields in CONFIGURABLE are template parameters (read from the environment variables
+    template.yaml sets); the others are fixed product limits.
+    """
+
+    # -- per tenant
     max_endpoints: int = 50
+    max_registries: int = 20
+    # -- webhook endpoints
     max_filters: int = 20
     max_description: int = 512
+    max_url_length: int = 2048  # webhook and registry upstream URLs
+    max_rotation_overlap: int = 7 * 86_400  # rotate-secret overlap_seconds (SecretRotationOverlapSeconds' MaxValue)
+    max_test_message: int = 256
+    # -- requests
     max_request_bytes: int = 262_144
-    max_record_bytes: int = 8_192
+    max_page_size: int = 100
+    max_cursor_length: int = 2048
+    max_replay_batch: int = 100  # failed deliveries replayed by one POST /v1/webhooks/{id}/replay
+    # -- events (the audit log checks the subject, actor and batch bounds as well)
     max_events_per_request: int = 100
-    max_registries: int = 20
+    max_record_bytes: int = 8_192
+    max_event_type_length: int = 128
+    max_subject_length: int = 256
+    max_actor_length: int = 128
+    # -- registry connections
+    max_registry_name: int = 63  # a DNS label: [a-z0-9][a-z0-9-]*
+    max_username_length: int = 256
+    max_password_length: int = 4096
+    max_token_length: int = 8192
+
+
+# The limits that are template parameters: field -> (environment variable, lowest allowed value).
+CONFIGURABLE: dict[str, tuple[str, int]] = {
+    "max_endpoints": ("MAX_ENDPOINTS_PER_TENANT", 1),
+    "max_registries": ("MAX_REGISTRIES_PER_TENANT", 1),
+    "max_filters": ("MAX_FILTERS_PER_ENDPOINT", 1),
+    "max_description": ("MAX_DESCRIPTION_LENGTH", 0),
+    "max_request_bytes": ("MAX_REQUEST_BYTES", 1024),
+    "max_record_bytes": ("MAX_AUDIT_RECORD_BYTES", 512),
+}
 
 
 @dataclass
@@ -110,6 +147,27 @@ class Settings:
         return self._int("DELIVERY_CONCURRENCY", 10)
 
     @cached_property
+    def audit_shards(self) -> int:
+        """Partitions of each tenant's audit log (a subject always maps to the same one)."""
+        shards = self._int("AUDIT_SHARDS", 16)
+        if not 1 <= shards <= 256:
+            raise ConfigurationError(f"AUDIT_SHARDS must be within 1..256, got {shards}")
+        return shards
+
+    @cached_property
+    def subscription_cache_seconds(self) -> float:
+        """How long a producer reuses what it read of the subscription index (a change waits it out)."""
+        return self._int("SUBSCRIPTION_CACHE_MS", 1000) / 1000
+
+    @cached_property
+    def endpoint_disable_after_seconds(self) -> int:
+        """An endpoint failing every attempt for this long is disabled (0: never)."""
+        seconds = self._int("ENDPOINT_DISABLE_AFTER_SECONDS", 5 * 86_400)
+        if seconds < 0:
+            raise ConfigurationError(f"ENDPOINT_DISABLE_AFTER_SECONDS must be 0 or more, got {seconds}")
+        return seconds
+
+    @cached_property
     def audit_retention_days(self) -> int:
         return self._int("AUDIT_RETENTION_DAYS", 400)
 
@@ -119,20 +177,23 @@ class Settings:
 
     @cached_property
     def rotation_overlap_seconds(self) -> int:
-        return self._int("SECRET_ROTATION_OVERLAP_SECONDS", 86_400)
+        """The default overlap after a secret rotation (a request may choose up to the limit)."""
+        overlap = self._int("SECRET_ROTATION_OVERLAP_SECONDS", 86_400)
+        bound = self.limits.max_rotation_overlap
+        if not 0 <= overlap <= bound:
+            raise ConfigurationError(f"SECRET_ROTATION_OVERLAP_SECONDS must be within 0..{bound}, got {overlap}")
+        return overlap
 
     @cached_property
     def limits(self) -> Limits:
         d = Limits()
-        return Limits(
-            max_endpoints=self._int("MAX_ENDPOINTS_PER_TENANT", d.max_endpoints),
-            max_filters=self._int("MAX_FILTERS_PER_ENDPOINT", d.max_filters),
-            max_description=self._int("MAX_DESCRIPTION_LENGTH", d.max_description),
-            max_request_bytes=self._int("MAX_REQUEST_BYTES", d.max_request_bytes),
-            max_record_bytes=self._int("MAX_AUDIT_RECORD_BYTES", d.max_record_bytes),
-            max_events_per_request=d.max_events_per_request,
-            max_registries=self._int("MAX_REGISTRIES_PER_TENANT", d.max_registries),
-        )
+        values = {}
+        for name, (variable, low) in CONFIGURABLE.items():
+            value = self._int(variable, getattr(d, name))
+            if value < low:
+                raise ConfigurationError(f"{variable} must be at least {low}, got {value}")
+            values[name] = value
+        return replace(d, **values)
 
 
 @cache

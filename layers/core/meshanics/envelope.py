@@ -7,32 +7,11 @@ exact string stored when the delivery was created, and the signature covers exac
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 from meshanics import catalog
+from meshanics.model import AuditRecord
 
 SPEC_VERSION = "1.0"
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    """One entry of the append-only audit log, as the core sees it (no storage keys)."""
-
-    tenant_id: str
-    sequence: int
-    event_id: str
-    type: str
-    occurred_at: str
-    subject: str
-    actor: str
-    data: Mapping[str, Any]
-
-    @property
-    def idempotency_key(self) -> str:
-        """Same for the same logical event on every attempt and replay, to every endpoint."""
-        return f"{self.sequence}-{self.event_id}"
 
 
 def serialize(record: AuditRecord) -> str:

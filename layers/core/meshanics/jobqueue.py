@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from meshanics import dynamo, parallel
-from meshanics.deliveries import DeliveryJob
+from meshanics import parallel
+from meshanics.model import DeliveryJob
+from meshanics.store.items import chunks
 
 log = logging.getLogger("meshanics.jobqueue")
 
@@ -32,12 +33,12 @@ class DeliveryQueue:
                 return list(chunk)
             return [chunk[int(entry["Id"])] for entry in response.get("Failed", [])]
 
-        return [job for unsent in parallel.each(send, list(dynamo.chunks(jobs, 10))) for job in unsent]
+        return [job for unsent in parallel.each(send, list(chunks(jobs, 10))) for job in unsent]
 
     def postpone(self, hidden: Sequence[tuple[str, int]]) -> None:
         """Hide received jobs (receipt handle, seconds): a retry's delay, or 0 to hand a job that was
         not attempted back at once. ChangeMessageVisibilityBatch, 10 per call."""
-        for chunk in dynamo.chunks(hidden, 10):
+        for chunk in chunks(hidden, 10):
             response = self._client().change_message_visibility_batch(
                 QueueUrl=self.url,
                 Entries=[
@@ -91,7 +92,7 @@ class DeadLetters:
         return letters
 
     def set_aside(self, receipt_handles: Sequence[str]) -> None:
-        for chunk in dynamo.chunks(list(receipt_handles), 10):
+        for chunk in chunks(list(receipt_handles), 10):
             self._client().change_message_visibility_batch(
                 QueueUrl=self.url,
                 Entries=[
@@ -101,7 +102,7 @@ class DeadLetters:
             )
 
     def delete(self, receipt_handles: Sequence[str]) -> None:
-        for chunk in dynamo.chunks(list(receipt_handles), 10):
+        for chunk in chunks(list(receipt_handles), 10):
             self._client().delete_message_batch(
                 QueueUrl=self.url,
                 Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(chunk)],

@@ -3,12 +3,13 @@
 After its retries, Lambda sends the coordinates of a stream batch it could not process (shard, first
 and last stream sequence number) to the fan-out failure queue. Those coordinates are good only while
 the stream retains the records (24 hours), so the first step turns them into durable ones at once:
-the records are read from the stream and, per tenant, the range of audit sequences they cover is put
-back on the same queue. A range is then fanned out from the audit table itself, as often as it
-takes (fan-out creates each delivery once and re-sends only jobs never attempted). A range that still
-fails on its last receive is recorded as an operational audit event (`webhook.fanout_failed`, never
-delivered, so it cannot loop) before SQS moves it to the unrecoverable queue, whose alarm calls an
-operator; redriving that queue after the cause is fixed finishes the work.
+the records are read from the stream and, per audit partition (a tenant's shard), the range of
+sequences they cover is put back on the same queue. A range is then fanned out from the audit table
+itself, as often as it takes (a job sent twice is harmless: the deliverer drops the copy). A range
+that still fails on its last receive is recorded as an operational audit event
+(`webhook.fanout_failed`, never delivered, so it cannot loop) before SQS moves it to the
+unrecoverable queue, whose alarm calls an operator; redriving that queue once the cause is fixed
+finishes the work.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from meshanics import dynamo
-from meshanics.audit import AuditLog, EventInput
+from meshanics.audit import AuditLog
 from meshanics.errors import TransientFailure
 from meshanics.fanout import FanOut
+from meshanics.model import EventInput
+from meshanics.store.items import chunks
 
 log = logging.getLogger("meshanics.recovery")
 
@@ -38,12 +40,16 @@ class Unrecoverable(RuntimeError):
 
 @dataclass(frozen=True)
 class AuditRange:
-    tenant_id: str
+    partition: str
     first: int
     last: int
 
+    @property
+    def tenant_id(self) -> str:
+        return self.partition.rsplit("#", 1)[0]
+
     def to_message(self) -> str:
-        return json.dumps({"kind": RANGE_KIND, "tenant": self.tenant_id, "first": self.first, "last": self.last})
+        return json.dumps({"kind": RANGE_KIND, "partition": self.partition, "first": self.first, "last": self.last})
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ def parse(body: str) -> StreamBatch | AuditRange:
     try:
         message = json.loads(body)
         if message.get("kind") == RANGE_KIND:
-            return AuditRange(str(message["tenant"]), int(message["first"]), int(message["last"]))
+            return AuditRange(str(message["partition"]), int(message["first"]), int(message["last"]))
         info = message["DDBStreamBatchInfo"]
         return StreamBatch(
             str(info["streamArn"]),
@@ -105,7 +111,7 @@ class FanoutRecovery:
             raise
 
     def ranges(self, batch: StreamBatch) -> list[AuditRange]:
-        """The audit sequences, per tenant, of the stream records between the batch's first and last."""
+        """The audit sequences, per partition, of the stream records between the batch's first and last."""
         first, last = int(batch.first), int(batch.last)
         bounds: dict[str, tuple[int, int]] = {}
         try:
@@ -125,9 +131,9 @@ class FanoutRecovery:
                     if record.get("eventName") != "INSERT":
                         continue
                     image = record["dynamodb"]["NewImage"]
-                    tenant, sequence = image["tenant_id"]["S"], int(image["sequence"]["N"])
-                    low, high = bounds.get(tenant, (sequence, sequence))
-                    bounds[tenant] = (min(low, sequence), max(high, sequence))
+                    partition, sequence = image["partition"]["S"], int(image["sequence"]["N"])
+                    low, high = bounds.get(partition, (sequence, sequence))
+                    bounds[partition] = (min(low, sequence), max(high, sequence))
                 else:
                     # An empty page means the open shard holds nothing newer: the range is complete.
                     iterator = page.get("NextShardIterator") if records else None
@@ -135,29 +141,29 @@ class FanoutRecovery:
             if error.response["Error"]["Code"] in _LOST_STREAM_CODES:
                 raise Unrecoverable(
                     f"the stream no longer holds records {first}..{last} of {batch.shard_id}: "
-                    "fan them out from the audit log by tenant and sequence"
+                    "fan them out from the audit log by partition and sequence"
                 ) from error
             raise
-        return [AuditRange(tenant, low, high) for tenant, (low, high) in sorted(bounds.items())]
+        return [AuditRange(partition, low, high) for partition, (low, high) in sorted(bounds.items())]
 
     def fan_out(self, work: AuditRange) -> int:
         """Fan out the range's records again; returns how many jobs were sent."""
-        records = self._audit.between(work.tenant_id, work.first, work.last)
+        records = self._audit.table.between(work.partition, work.first, work.last)
         report = self._fanout().fan_out({str(r.sequence): r for r in records})
         if report.failed_items:
             raise TransientFailure(f"{len(report.failed_items)} record(s) of the range could not be fanned out yet")
         log.info(
             "fanned out %s %d..%d again: %d record(s), %d job(s) sent",
-            work.tenant_id,
+            work.partition,
             work.first,
             work.last,
             len(records),
-            report.created,
+            report.sent,
         )
-        return report.created
+        return report.sent
 
     def _record_unrecoverable(self, work: AuditRange, error: Exception) -> None:
-        log.error("giving up on %s %d..%d: %s", work.tenant_id, work.first, work.last, error)
+        log.error("giving up on %s %d..%d: %s", work.partition, work.first, work.last, error)
         try:
             self._audit.append(
                 work.tenant_id,
@@ -182,7 +188,7 @@ class FailureQueue:
         self.url = url
 
     def send(self, ranges: Sequence[AuditRange]) -> None:
-        for chunk in dynamo.chunks(ranges, 10):
+        for chunk in chunks(ranges, 10):
             response = self._client().send_message_batch(
                 QueueUrl=self.url,
                 Entries=[{"Id": str(i), "MessageBody": r.to_message()} for i, r in enumerate(chunk)],

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from meshanics.deliveries import MAX_REPLAYS, Delivery, DeliveryStore
-from meshanics.endpoints import EndpointStore
 from meshanics.errors import Conflict, MeshanicsError, NotFound
 from meshanics.jobqueue import DeadLetters, DeliveryQueue
+from meshanics.model import MAX_REPLAYS, Delivery
+from meshanics.store.audit import AuditTable
+from meshanics.store.deliveries import DeliveryStore
+from meshanics.store.endpoints import EndpointStore
 
 log = logging.getLogger("meshanics.replay")
 
@@ -48,13 +50,17 @@ class SweepReport:
         return dict(self.__dict__)
 
 
-def replay(deliveries: DeliveryStore, queue: DeliveryQueue, delivery: Delivery) -> None:
-    """Send a failed delivery again: same bytes, same idempotency key, attempt numbering continued."""
-    if delivery.status != "failed":
-        raise Conflict(f"only failed deliveries can be replayed; this one is {delivery.status}")
+def replay(deliveries: DeliveryStore, audit: AuditTable, queue: DeliveryQueue, delivery: Delivery) -> None:
+    """Send a settled delivery (failed or delivered) again: same bytes, same idempotency key,
+    attempt numbering continued. A pending one is already on its way: a conflict."""
+    if delivery.status == "pending":
+        raise Conflict("this delivery is pending (an attempt is on its way); replay it once it is settled")
     if delivery.replays >= MAX_REPLAYS:
         raise Conflict(f"this delivery was already replayed {MAX_REPLAYS} times")
-    job = replace(delivery.job, attempt_base=delivery.attempt_count)
+    record = audit.get(delivery.partition, delivery.sequence)
+    if record is None:
+        raise Conflict("the event is no longer in the audit log (past its retention); it cannot be replayed")
+    job = delivery.job(record.body, attempt_base=delivery.attempt_count)
     if queue.send([job]):
         raise ServiceUnavailable("the delivery queue did not accept the job; retry the request")
     deliveries.reopen(delivery)  # False: the job ran already, which is just as good
@@ -66,10 +72,12 @@ class Replayer:
         *,
         deliveries: DeliveryStore,
         endpoints: EndpointStore,
+        audit: AuditTable,
         queue: DeliveryQueue,
         dead_letters: DeadLetters,
     ) -> None:
         self._deliveries = deliveries
+        self._audit = audit
         self._endpoints = endpoints
         self._queue = queue
         self._dead = dead_letters
@@ -93,11 +101,12 @@ class Replayer:
                     report.dead_letters_malformed += 1
                     aside.append(letter.receipt_handle)
                     continue
-                try:
-                    delivery = self._deliveries.get(letter.job.tenant_id, letter.job.delivery_id)
-                except NotFound:
-                    delivery = None
-                stuck = delivery is not None and delivery.status == "pending" and delivery.accepts(letter.job)
+                job = letter.job
+                delivery = self._deliveries.find(job.tenant_id, job.endpoint_id, job.sequence)
+                never_attempted = delivery is None and job.attempt_base == 0
+                stuck = never_attempted or (
+                    delivery is not None and delivery.status == "pending" and delivery.accepts(job)
+                )
                 # The function failed on this job every time it received it: failed, replayable.
                 if stuck and self._deliveries.mark_failed(
                     letter.job, "the delivery function failed repeatedly on this job; replay to retry"
@@ -112,7 +121,7 @@ class Replayer:
         by_endpoint: dict[tuple[str, str], list[Delivery]] = defaultdict(list)
         for failed in self._deliveries.failed(limit=limit):
             report.failed_seen += 1
-            by_endpoint[(failed.job.tenant_id, failed.job.endpoint_id)].append(failed)
+            by_endpoint[(failed.tenant_id, failed.endpoint_id)].append(failed)
         for (tenant_id, endpoint_id), failures in by_endpoint.items():
             back_since = self._delivering_since(tenant_id, endpoint_id)
             if back_since is None:
@@ -121,9 +130,9 @@ class Replayer:
                 if failed.updated_at >= back_since or failed.replays >= MAX_REPLAYS:
                     continue
                 try:
-                    replay(self._deliveries, self._queue, failed)
+                    replay(self._deliveries, self._audit, self._queue, failed)
                 except MeshanicsError as refused:  # changed meanwhile, or the queue refused: next sweep
-                    log.info("not replaying %s now: %s", failed.job.delivery_id, refused.message)
+                    log.info("not replaying %s now: %s", failed.id, refused.message)
                     continue
                 report.replayed += 1
 
@@ -135,5 +144,5 @@ class Replayer:
             return None
         if not endpoint.enabled:
             return None
-        latest, _ = self._deliveries.page(tenant_id, endpoint_id, limit=1, cursor=None, status="delivered")
+        latest, _ = self._deliveries.page(tenant_id, endpoint_id, limit=1, before=None, status="delivered")
         return (latest[0].delivered_at or None) if latest else None

@@ -12,23 +12,26 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from meshanics import catalog, egress, envelope, filters, signing
-from meshanics.audit import AuditLog, EventInput
-from meshanics.clock import now_iso, parse_iso
+from meshanics import catalog, egress, filters, signing
+from meshanics.audit import AuditLog
+from meshanics.clock import later_than, now_iso
 from meshanics.config import Limits
-from meshanics.deliveries import Delivery, DeliveryJob, DeliveryStore, Status
-from meshanics.endpoints import Endpoint, EndpointStore, secret_context
-from meshanics.errors import EgressRefused, InvalidInput, NotFound
+from meshanics.errors import Conflict, EgressRefused, InvalidInput, NotFound
+from meshanics.health import HealthReader
+from meshanics.history import DeliveryHistory, Page
 from meshanics.ids import looks_like, new_id
+from meshanics.model import Delivery, DeliveryJob, Endpoint, EventInput, Status, parse_delivery_id, secret_context
+from meshanics.operational import switched
 from meshanics.replay import replay
+from meshanics.store.deliveries import DeliveryStore
+from meshanics.store.endpoints import EndpointStore
 
 if TYPE_CHECKING:  # the sending path is imported only when a test delivery runs
-    from meshanics.delivery import Deliverer
+    from meshanics.deliver import Deliverer
     from meshanics.jobqueue import DeliveryQueue
     from meshanics.sealing import Sealer
 
-DISABLED_BY_API = "disabled through the API"
-MAX_OVERLAP = 7 * 86_400
+DISABLED_BY_API = "api"
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,14 @@ class WebhookService:
         queue: Callable[[], DeliveryQueue],
         limits: Limits,
         rotation_overlap: int,
+        health: HealthReader,
         resolver: egress.Resolver = egress.system_resolver,
     ) -> None:
+        self._health = health
         self._endpoints = endpoints
         self._deliveries = deliveries
         self._audit = audit
+        self._history = DeliveryHistory(deliveries, audit.table)
         self._sealer = sealer
         self._deliverer = deliverer
         self._queue = queue
@@ -75,8 +81,8 @@ class WebhookService:
 
     # -- validation ---------------------------------------------------------------------------
     def _check_url(self, url: str, allow_private_network: bool) -> str:
-        if len(url) > 2048:
-            raise InvalidInput("url is longer than 2048 characters", field="url")
+        if len(url) > self._limits.max_url_length:
+            raise InvalidInput(f"url is longer than {self._limits.max_url_length} characters", field="url")
         policy = egress.EgressPolicy(allow_private_network=allow_private_network, require_https=True)
         try:
             egress.validate_url(url, policy, self._resolver)
@@ -121,10 +127,10 @@ class WebhookService:
             disabled_reason=None if enabled else DISABLED_BY_API,
             created_at=now,
             updated_at=now,
-            subscribed_after=0,
             sealed_secret=self._sealer.seal(secret, secret_context(tenant_id, endpoint_id)),
         )
         created = self._endpoints.create(endpoint, max_endpoints=self._limits.max_endpoints)
+        self._audit.subscriptions.settle(tenant_id)
         self._record(
             tenant_id,
             actor,
@@ -136,6 +142,15 @@ class WebhookService:
 
     def get(self, tenant_id: str, endpoint_id: str) -> Endpoint:
         return self._endpoint(tenant_id, endpoint_id)
+
+    def health(self, tenant_id: str, endpoint_id: str) -> dict[str, Any]:
+        """Consecutive failures, last success and failure, success rate over the last 24 hours."""
+        return self._health.health(tenant_id, endpoint_id)
+
+    def stats(self, tenant_id: str, endpoint_id: str, window: str) -> dict[str, Any]:
+        """Delivered, retried and failed counts, success rate, latency, top errors over `window`."""
+        self._endpoint(tenant_id, endpoint_id)
+        return self._health.stats(tenant_id, endpoint_id, window)
 
     def _endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
         # An id that cannot be one is simply not found (and never reaches a key: sort keys are bounded).
@@ -172,20 +187,23 @@ class WebhookService:
         )
         if not changed:
             return current
-        updated = replace(updated, updated_at=_later(current.updated_at))
+        updated = replace(updated, updated_at=later_than(current.updated_at))
         saved = self._endpoints.update(current, updated)
-        self._record(
-            tenant_id,
-            actor,
+        if {"events", "enabled"} & set(changed):
+            self._audit.subscriptions.settle(tenant_id)
+        updated_event = EventInput(
             "webhook.updated",
-            endpoint_id,
-            {"webhook_id": endpoint_id, "changed": changed, "enabled": saved.enabled},
+            subject=f"webhook/{endpoint_id}",
+            actor=actor,
+            data={"webhook_id": endpoint_id, "changed": changed, "enabled": saved.enabled},
         )
+        self._audit.append(tenant_id, [updated_event, *switched(current, saved, actor)])
         return saved
 
     def delete(self, tenant_id: str, actor: str, endpoint_id: str) -> None:
         current = self._endpoint(tenant_id, endpoint_id)
         self._endpoints.delete(current)
+        self._audit.subscriptions.settle(tenant_id)
         self._record(tenant_id, actor, "webhook.deleted", endpoint_id, {"webhook_id": endpoint_id})
 
     def rotate_secret(
@@ -193,8 +211,9 @@ class WebhookService:
     ) -> tuple[Endpoint, str]:
         """A new secret; the previous one keeps signing (alongside) until the overlap ends."""
         overlap = self._overlap if overlap_seconds is None else overlap_seconds
-        if not 0 <= overlap <= MAX_OVERLAP:
-            raise InvalidInput(f"overlap_seconds must be within 0..{MAX_OVERLAP}", field="overlap_seconds")
+        bound = self._limits.max_rotation_overlap
+        if not 0 <= overlap <= bound:
+            raise InvalidInput(f"overlap_seconds must be within 0..{bound}", field="overlap_seconds")
         current = self._endpoint(tenant_id, endpoint_id)
         secret = signing.generate_secret()
         expires = int(time.time()) + overlap
@@ -203,7 +222,7 @@ class WebhookService:
             sealed_secret=self._sealer.seal(secret, current.secret_context),
             previous_sealed_secret=current.sealed_secret if overlap else None,
             previous_secret_expires_at=expires if overlap else None,
-            updated_at=_later(current.updated_at),
+            updated_at=later_than(current.updated_at),
         )
         saved = self._endpoints.update(current, updated)
         self._record(
@@ -222,14 +241,7 @@ class WebhookService:
         (record,) = self._audit.append(
             tenant_id, [EventInput("test.ping", subject=f"webhook/{endpoint_id}", actor=actor, data=data)]
         )
-        job = DeliveryJob(
-            tenant_id=tenant_id,
-            endpoint_id=endpoint_id,
-            sequence=record.sequence,
-            event_type=record.type,
-            idempotency_key=record.idempotency_key,
-            body=envelope.serialize(record),
-        )
+        job = DeliveryJob.of(record, endpoint_id)
         a = self._deliverer().test(job, endpoint)
         return TestResult(job.delivery_id, a.outcome, a.status_code, a.duration_ms, a.error)
 
@@ -243,7 +255,7 @@ class WebhookService:
         cursor: str | None,
         status: Status | None,
         event_type: str | None,
-    ) -> tuple[list[Delivery], str | None]:
+    ) -> Page:
         self._endpoint(tenant_id, endpoint_id)  # 404 for an unknown (or another tenant's) endpoint
         if event_type == filters.ALL:
             event_type = None
@@ -253,16 +265,22 @@ class WebhookService:
                 filters.normalize([event_type], max_filters=1)
             except InvalidInput as refused:
                 raise InvalidInput(refused.message, code=refused.code, field="event_type") from None
-        return self._deliveries.page(
+        return self._history.page(
             tenant_id, endpoint_id, limit=limit, cursor=cursor, status=status, event_type=event_type
         )
 
-    def delivery(self, tenant_id: str, delivery_id: str) -> Delivery:
-        return self._deliveries.get(tenant_id, delivery_id)
+    def delivery(self, tenant_id: str, delivery_id: str) -> tuple[Delivery, str]:
+        """A delivery and the exact envelope it sends."""
+        return self._history.delivery(tenant_id, delivery_id)
 
     def replay(self, tenant_id: str, actor: str, delivery_id: str) -> Delivery:
-        """Send a failed delivery again (same bytes, same idempotency key), through the queue."""
-        replay(self._deliveries, self._queue(), self._deliveries.get(tenant_id, delivery_id))
+        """Send a delivered or failed delivery again (same bytes, same idempotency key), through the queue."""
+        endpoint_id, sequence = parse_delivery_id(delivery_id)
+        written = self._deliveries.find(tenant_id, endpoint_id, sequence)
+        if written is None:
+            self._history.addressed_record(tenant_id, endpoint_id, sequence)  # NotFound if it is not one
+            raise Conflict("this delivery is pending (waiting for its first attempt); replay it once it is settled")
+        replay(self._deliveries, self._audit.table, self._queue(), written)
         return self._deliveries.get(tenant_id, delivery_id)
 
     def replay_failed(
@@ -270,18 +288,11 @@ class WebhookService:
     ) -> list[Delivery]:
         """Replay the endpoint's failed deliveries created at or after `since` (newest first)."""
         self._endpoint(tenant_id, endpoint_id)
-        replayed = []
-        for failed in self._deliveries.failed_for_endpoint(tenant_id, endpoint_id, since=since, limit=limit):
-            replayed.append(self.replay(tenant_id, actor, failed.job.delivery_id))
-        return replayed
+        failed, _ = self._deliveries.page(tenant_id, endpoint_id, limit=limit, before=None, status="failed")
+        return [self.replay(tenant_id, actor, d.id) for d in failed if since is None or d.created_at >= since]
 
     # -- audit --------------------------------------------------------------------------------
     def _record(self, tenant_id: str, actor: str, event_type: str, endpoint_id: str, data: dict[str, Any]) -> None:
         self._audit.append(
             tenant_id, [EventInput(event_type, subject=f"webhook/{endpoint_id}", actor=actor, data=data)]
         )
-
-
-def _later(previous: str) -> str:
-    """A new updated_at strictly after the previous one (it guards concurrent updates)."""
-    return now_iso(max(time.time(), parse_iso(previous) + 0.001))

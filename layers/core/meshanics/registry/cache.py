@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,6 @@ from typing import Any, BinaryIO, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from meshanics import dynamo
 from meshanics.registry.oci import digest_hex
 
 PART_SIZE: Final = 8 * 1024 * 1024
@@ -262,51 +260,3 @@ class Staging:
         # If this fails, the bucket's lifecycle rule removes the abandoned upload after a day.
         with contextlib.suppress(ClientError, BotoCoreError):
             self._s3().abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
-
-
-# -- fill leases --------------------------------------------------------------------------------
-class FillLeases:
-    """One filler per (tenant, digest) at a time, across Lambda instances (DynamoDB conditional put).
-
-    Item: pk `T#<tenant>#FILL`, sk the digest; `expires_at` ends a lease whose holder died (and lets
-    DynamoDB's TTL remove it).
-    """
-
-    def __init__(self, client: Callable[[], Any], table: str, *, clock: Callable[[], float] = time.time) -> None:
-        self._client = client
-        self._table = table
-        self._clock = clock
-
-    @staticmethod
-    def _key(tenant_id: str, digest: str) -> dict[str, Any]:
-        return dynamo.to_item({"pk": f"{dynamo.tenant_pk(tenant_id)}#FILL", "sk": digest})
-
-    def acquire(self, tenant_id: str, digest: str, *, seconds: int) -> str | None:
-        """A lease token, or None while another filler holds an unexpired lease."""
-        owner = secrets.token_hex(8)
-        now = int(self._clock())
-        try:
-            self._client().put_item(
-                TableName=self._table,
-                Item=self._key(tenant_id, digest) | dynamo.to_item({"owner": owner, "expires_at": now + seconds}),
-                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
-                ExpressionAttributeValues=dynamo.to_item({":now": now}),
-            )
-        except ClientError as error:
-            if _code(error) == "ConditionalCheckFailedException":
-                return None
-            raise
-        return owner
-
-    def release(self, tenant_id: str, digest: str, owner: str) -> None:
-        try:
-            self._client().delete_item(
-                TableName=self._table,
-                Key=self._key(tenant_id, digest),
-                ConditionExpression="#owner = :owner",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues=dynamo.to_item({":owner": owner}),
-            )
-        except ClientError as error:
-            if _code(error) != "ConditionalCheckFailedException":
-                raise

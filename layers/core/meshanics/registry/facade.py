@@ -32,9 +32,10 @@ from typing import BinaryIO, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from meshanics.audit import AuditLog, EventInput
-from meshanics.registry.cache import ArtifactCache, CachedObject, FillLeases
-from meshanics.registry.connections import RegistryConnection, RegistryService
+from meshanics.audit import AuditLog
+from meshanics.model import EventInput, RegistryConnection
+from meshanics.registry.cache import ArtifactCache, CachedObject
+from meshanics.registry.connections import RegistryService, policy_for
 from meshanics.registry.oci import (
     BLOB_CONTENT_TYPE,
     MANIFEST_MEDIA_TYPES,
@@ -47,9 +48,11 @@ from meshanics.registry.oci import (
     parse_manifest,
     sha256_digest,
 )
-from meshanics.registry.pulls import PullRecord, PullRecords
 from meshanics.registry.settings import PullSettings
 from meshanics.registry.upstream import BlobStream, Upstream, UpstreamClient
+from meshanics.store.batch import StoreThrottled
+from meshanics.store.leases import FillLeases
+from meshanics.store.pulls import PullRecord, PullRecords
 
 log = logging.getLogger("meshanics.registry")
 
@@ -118,7 +121,7 @@ class PullFacade:
         return Upstream(
             registry_id=connection.id,
             base_url=connection.upstream_url,
-            policy=connection.policy,
+            policy=policy_for(connection.allow_private_network),
             credentials=self._registries.credentials(connection),
             credentials_version=connection.credentials_updated_at,
         )
@@ -144,7 +147,12 @@ class PullFacade:
         self._check_accept(pull, manifest.media_type)
         if not self._records.is_fresh(record):
             own = Descriptor(t.digest, len(fetched.body), "manifest", manifest.media_type)
-            self._records.record(pull.tenant_id, connection.id, t.repository, own, manifest.references)
+            try:
+                self._records.record(pull.tenant_id, connection.id, t.repository, own, manifest.references)
+            except StoreThrottled:
+                raise OciError(
+                    "UNAVAILABLE", "the pull could not be recorded (storage is throttling); retry shortly"
+                ) from None
         self._cache_small(pull, fetched.body, manifest.media_type)
         return self._manifest_answer(pull, fetched.body, manifest.media_type, head, source="upstream")
 

@@ -15,6 +15,7 @@ from typing import Any, Final, Literal
 from urllib.parse import unquote
 
 from meshanics import untrusted
+from meshanics.config import Limits
 from meshanics.errors import MeshanicsError
 
 OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
@@ -39,7 +40,7 @@ _DIGEST: Final = re.compile(r"([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)"
 _SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
 _TAG: Final = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 _COMPONENT: Final = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
-REGISTRY_NAME: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+REGISTRY_NAME: Final = re.compile(rf"[a-z0-9][a-z0-9-]{{0,{Limits.max_registry_name - 1}}}")
 
 
 # -- errors -----------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from urllib3.response import BaseHTTPResponse
 
 from meshanics import egress, untrusted
 from meshanics.errors import EgressRefused
-from meshanics.registry.connections import Credentials
+from meshanics.model import Credentials
 from meshanics.registry.oci import MAX_MANIFEST_BYTES, UPSTREAM_ACCEPT, ErrorCode, Kind, OciError
 
 MAX_REDIRECTS: Final = 5

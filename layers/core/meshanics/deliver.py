@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import urllib3
 from urllib3.exceptions import (
@@ -34,12 +34,16 @@ from urllib3.exceptions import (
 
 from meshanics import aws, backoff, egress, signing
 from meshanics.clock import now_iso
-from meshanics.deliveries import Attempt, AttemptResult, Delivery, DeliveryJob, DeliveryStore
-from meshanics.endpoints import Endpoint, EndpointStore
 from meshanics.envelope import SPEC_VERSION
 from meshanics.errors import EgressRefused
+from meshanics.health import GONE, HealthRecorder, Observed
 from meshanics.jobqueue import DeliveryQueue
+from meshanics.model import Attempt, AttemptResult, Delivery, DeliveryJob, Endpoint
 from meshanics.sealing import Sealer
+from meshanics.store.deliveries import DeliveryStore
+
+if TYPE_CHECKING:
+    from meshanics.operational import OperationalEvents
 
 log = logging.getLogger("meshanics.delivery")
 
@@ -172,6 +176,24 @@ class QueuedJob:
     receipt_handle: str
 
 
+@dataclass(frozen=True)
+class Message:
+    """An SQS message of the delivery queue, as the trigger hands it over."""
+
+    id: str
+    body: str
+    receipt_handle: str
+
+
+@dataclass
+class BatchReport:
+    """What a batch came to: the messages to keep in the queue, and each outcome (for metrics)."""
+
+    failed: list[str]
+    outcomes: list[Outcome]
+    malformed: int = 0
+
+
 OutcomeStatus = Literal["delivered", "failed", "retrying", "dropped", "released"]
 
 
@@ -181,13 +203,14 @@ class Outcome:
 
     `done`: delete the job from the queue. Otherwise it stays queued and comes back after
     `retry_in` seconds (its visibility is changed), or after the queue's visibility timeout when
-    `retry_in` is None.
+    `retry_in` is None. `posted`: the attempt made a request (it counts in the endpoint's health).
     """
 
     status: OutcomeStatus
     done: bool
     retry_in: int | None = None
     attempt: Attempt | None = None
+    posted: bool = False
 
 
 def _released(seconds: int) -> Outcome:
@@ -201,7 +224,6 @@ class Deliverer:
     def __init__(
         self,
         *,
-        endpoints: EndpointStore,
         deliveries: DeliveryStore,
         sealer: Sealer,
         queue: DeliveryQueue | None,
@@ -209,10 +231,13 @@ class Deliverer:
         sender: Sender,
         attempt_deadline: float,
         concurrency: int = 10,
+        health: HealthRecorder | None = None,
+        operational: Callable[[], OperationalEvents] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._endpoints = endpoints
         self._deliveries = deliveries
+        self._health = health
+        self._operational = operational
         self._sealer = sealer
         self._queue = queue
         self._schedule = schedule
@@ -222,17 +247,37 @@ class Deliverer:
         # One bounded pool per container: a batch's POSTs run concurrently over kept-alive connections.
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="deliver")
 
+    def deliver(self, messages: Sequence[Message], *, deadline: float) -> BatchReport:
+        """A batch from the delivery queue: the ids of the messages to keep (retries scheduled, jobs
+        released unattempted, and malformed ones, which reach the dead-letter queue after their
+        receives), and the outcome of each job."""
+        queued: list[QueuedJob] = []
+        ids: list[str] = []
+        failed: list[str] = []
+        for message in messages:
+            try:
+                job = DeliveryJob.from_message(message.body)
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+                log.error("malformed delivery job in message %s", message.id)
+                failed.append(message.id)
+                continue
+            queued.append(QueuedJob(job, message.receipt_handle))
+            ids.append(message.id)
+        outcomes = self.deliver_batch(queued, deadline=deadline)
+        failed += [message_id for message_id, o in zip(ids, outcomes, strict=True) if not o.done]
+        return BatchReport(failed, outcomes, malformed=len(messages) - len(queued))
+
     def deliver_batch(self, queued: Sequence[QueuedJob], *, deadline: float) -> list[Outcome]:
         """Attempt every job of an SQS batch concurrently, record each attempt, schedule retries.
 
         `deadline` (time.monotonic()) is when the last attempt must have ended; a job that cannot
-        start in time is released unattempted. AWS calls for a batch of n: two BatchGetItem (the
-        endpoints, the records), n UpdateItems (each right after its POST, overlapping the others),
-        and one ChangeMessageVisibilityBatch if anything must wait.
+        start in time is released unattempted. AWS calls for a batch of n: one BatchGetItem (the
+        endpoints and the delivery items), n writes (each right after its POST, overlapping the
+        others; a first attempt creates the item), and one ChangeMessageVisibilityBatch if anything
+        must wait.
         """
         try:
-            endpoints = self._endpoints.get_many((q.job.tenant_id, q.job.endpoint_id) for q in queued)
-            records = self._deliveries.get_many([q.job for q in queued])
+            endpoints, records = self._deliveries.read_for([q.job for q in queued])
         except Exception as error:
             if not aws.is_transient(error):
                 raise
@@ -257,15 +302,38 @@ class Deliverer:
             if first[job.delivery_id] != index:
                 return DROPPED  # two copies of one job in a batch: only one may POST
             record = records.get(job.delivery_id)
-            if record is None or not record.accepts(job):
-                return DROPPED  # a stale copy, or a record that expired: nothing left to do
+            fresh = record is None and job.attempt_base == 0  # never attempted: this is its first
+            if not fresh and (record is None or not record.accepts(job)):
+                return DROPPED  # a stale copy of a job that ran, or one whose delivery expired
             if deadline - time.monotonic() < self._attempt_deadline:
                 return _released(0)  # no time left in this invocation: back to the queue at once
             return self._attempt(job, record, endpoints.get((job.tenant_id, job.endpoint_id)))
 
         outcomes = list(self._pool.map(one, range(len(queued))))
         self._postpone(queued, outcomes)
+        self._report(queued, outcomes)
         return outcomes
+
+    def _report(self, queued: Sequence[QueuedJob], outcomes: Sequence[Outcome]) -> None:
+        """The batch's POSTs into the endpoints' health, and `delivery_exhausted` for deliveries that
+        failed for good (after they were recorded: a crash in between loses the notice, never the
+        delivery, which stays failed and replayable)."""
+        made = [(q.job, o) for q, o in zip(queued, outcomes, strict=True) if o.posted and o.attempt is not None]
+        exhausted = [
+            (job, o.attempt)
+            for job, o in made
+            if o.status == "failed" and o.attempt is not None and o.attempt.status_code != GONE
+        ]
+        if exhausted and self._operational is not None:
+            try:
+                self._operational().exhausted(exhausted)
+            except Exception:
+                log.exception("could not write delivery_exhausted for %d deliveries", len(exhausted))
+        if self._health is not None:
+            self._health.observe(
+                [Observed(job.tenant_id, job.endpoint_id, o.attempt, final=o.done) for job, o in made if o.attempt]
+            )
+            self._health.flush()
 
     def _postpone(self, queued: Sequence[QueuedJob], outcomes: Sequence[Outcome]) -> None:
         hidden = [
@@ -281,8 +349,8 @@ class Deliverer:
                 # Not postponed: those jobs come back after the queue's visibility timeout instead.
                 log.exception("could not postpone %d jobs", len(hidden))
 
-    def _attempt(self, job: DeliveryJob, record: Delivery, endpoint: Endpoint | None) -> Outcome:
-        number = record.attempt_count + 1
+    def _attempt(self, job: DeliveryJob, record: Delivery | None, endpoint: Endpoint | None) -> Outcome:
+        number = (record.attempt_count if record else 0) + 1
         if endpoint is None or not endpoint.enabled:
             reason = "webhook was deleted" if endpoint is None else "webhook is disabled"
             attempt = Attempt(number, now_iso(self._clock()), "failed", None, 0, reason)
@@ -297,19 +365,26 @@ class Deliverer:
         at = now_iso(self._clock())
         if result.ok:
             attempt = Attempt(number, at, "delivered", result.status_code, result.duration_ms, None)
-            return self._record(AttemptResult(job, attempt, "delivered"), record)
+            return self._record(AttemptResult(job, attempt, "delivered"), record, posted=True)
         attempt = Attempt(number, at, "failed", result.status_code, result.duration_ms, result.error)
-        # The run's attempt number: a replay starts the schedule again from its first delay.
-        delay = backoff.next_delay(self._schedule, number - job.attempt_base, retry_after=result.retry_after)
+        # The run's attempt number: a replay starts the schedule again from its first delay. A 410
+        # Gone is final: the endpoint is disabled with it (see meshanics.health).
+        delay = (
+            None
+            if result.status_code == GONE
+            else backoff.next_delay(self._schedule, number - job.attempt_base, retry_after=result.retry_after)
+        )
         if delay is None:
             log.info("delivery %s failed for good: %s", job.delivery_id, result.error)
-            return self._record(AttemptResult(job, attempt, "failed"), record)
+            return self._record(AttemptResult(job, attempt, "failed"), record, posted=True)
         next_at = now_iso(self._clock() + delay)
-        return self._record(AttemptResult(job, attempt, "pending", next_at), record, retry_in=delay)
+        return self._record(AttemptResult(job, attempt, "pending", next_at), record, retry_in=delay, posted=True)
 
-    def _record(self, result: AttemptResult, seen: Delivery, *, retry_in: int | None = None) -> Outcome:
+    def _record(
+        self, result: AttemptResult, seen: Delivery | None, *, retry_in: int | None = None, posted: bool = False
+    ) -> Outcome:
         try:
-            recorded = self._deliveries.record_attempt(result, seen)
+            recorded = self._deliveries.record(result, seen)
         except Exception:
             # The POST may have been made: the job comes back and is sent again (at least once).
             log.exception("delivery %s could not be recorded; it will be retried", result.job.delivery_id)
@@ -320,8 +395,8 @@ class Deliverer:
             )
             return DROPPED
         if result.status == "pending":
-            return Outcome("retrying", done=False, retry_in=retry_in, attempt=result.attempt)
-        return Outcome(result.status, done=True, attempt=result.attempt)
+            return Outcome("retrying", done=False, retry_in=retry_in, attempt=result.attempt, posted=posted)
+        return Outcome(result.status, done=True, attempt=result.attempt, posted=posted)
 
     def test(self, job: DeliveryJob, endpoint: Endpoint) -> Attempt:
         """One immediate attempt with no retry (test deliveries), recorded once it is made."""
@@ -332,7 +407,8 @@ class Deliverer:
             result = SendResult(False, None, 0, "could not unseal the signing secret; nothing was sent")
         outcome: Literal["delivered", "failed"] = "delivered" if result.ok else "failed"
         attempt = Attempt(1, now_iso(self._clock()), outcome, result.status_code, result.duration_ms, result.error)
-        self._deliveries.record_test(job, attempt)
+        # Written once, after the POST; never replayed by the sweep on its own.
+        self._deliveries.record(AttemptResult(job, attempt, outcome), None, index_failure=False)
         return attempt
 
     def _sign_and_send(self, job: DeliveryJob, endpoint: Endpoint) -> SendResult:

@@ -19,11 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from meshanics import dynamo
-from meshanics.registry.oci import Descriptor, Kind, OciError
+from meshanics.registry.oci import Descriptor, Kind
+from meshanics.store.batch import batch_write
+from meshanics.store.items import chunks, from_item, to_item
+from meshanics.store.tenants import tenant_pk
 
 REFRESH_AFTER: Final = 86_400
-_BATCH: Final = 25
 
 
 @dataclass(frozen=True)
@@ -47,17 +48,17 @@ class PullRecords:
 
     @staticmethod
     def _pk(tenant_id: str, registry_id: str) -> str:
-        return f"{dynamo.tenant_pk(tenant_id)}#REG#{registry_id}"
+        return f"{tenant_pk(tenant_id)}#REG#{registry_id}"
 
     def get(self, tenant_id: str, registry_id: str, repository: str, digest: str) -> PullRecord | None:
         response = self._client().get_item(
             TableName=self._table,
-            Key=dynamo.to_item({"pk": self._pk(tenant_id, registry_id), "sk": f"{repository}@{digest}"}),
+            Key=to_item({"pk": self._pk(tenant_id, registry_id), "sk": f"{repository}@{digest}"}),
         )
         item = response.get("Item")
         if not item:
             return None
-        v = dynamo.from_item(item)
+        v = from_item(item)
         return PullRecord(
             digest,
             v["kind"],
@@ -84,7 +85,7 @@ class PullRecords:
         pk = self._pk(tenant_id, registry_id)
 
         def item(d: Descriptor, pulled: bool = False) -> dict[str, Any]:
-            return dynamo.to_item(
+            return to_item(
                 {
                     "pk": pk,
                     "sk": f"{repository}@{d.digest}",
@@ -98,18 +99,9 @@ class PullRecords:
             )
 
         children = [d for d in references if d.digest != manifest.digest]
-        for chunk in dynamo.chunks(children, _BATCH):
+        for chunk in chunks(children, 25):
             self._write([item(d) for d in chunk])
         self._client().put_item(TableName=self._table, Item=item(manifest, pulled=True))
 
     def _write(self, items: list[dict[str, Any]]) -> None:
-        request: dict[str, Any] = {self._table: [{"PutRequest": {"Item": i}} for i in items]}
-        delay = 0.05
-        for _ in range(8):
-            response = self._client().batch_write_item(RequestItems=request)
-            request = response.get("UnprocessedItems") or {}
-            if not request:
-                return
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
-        raise OciError("UNAVAILABLE", "the pull could not be recorded (storage is throttling); retry shortly")
+        batch_write(self._client(), self._table, [{"PutRequest": {"Item": i}} for i in items])

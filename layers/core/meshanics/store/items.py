@@ -1,14 +1,10 @@
-"""DynamoDB plumbing shared by the stores: item (de)serialization, keys, pagination cursors.
-
-Only the store modules import this; the rest of the core speaks in domain objects.
-"""
+"""Item plumbing for the stores: (de)serialization, pagination cursors, update expressions."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -16,7 +12,7 @@ from typing import Any, TypeVar
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
 from meshanics import untrusted
-from meshanics.errors import InvalidInput, TransientFailure
+from meshanics.errors import InvalidInput
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -60,83 +56,6 @@ def plain(values: Mapping[str, Any]) -> dict[str, Any]:
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-class StoreThrottled(TransientFailure):
-    """DynamoDB still left part of a batch unprocessed after every retry (throttling).
-
-    Never a "not found": callers leave their work to be retried later.
-    """
-
-
-# Pauses between re-sends of what a batch call left unprocessed (on top of botocore's own retries).
-BATCH_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.8)
-
-
-def batch_get(
-    client: Any,
-    table: str,
-    keys: Sequence[Mapping[str, Any]],
-    *,
-    projection: str | None = None,
-    names: Mapping[str, str] | None = None,
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """Items by (pk, sk), read consistently, 100 keys per BatchGetItem; missing keys are absent.
-
-    Raises StoreThrottled if keys stay unprocessed: a throttled key must never look like a deleted item.
-    """
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for chunk in chunks(keys, 100):
-        request: dict[str, Any] = {table: {"Keys": list(chunk), "ConsistentRead": True}}
-        if projection:
-            request[table]["ProjectionExpression"] = projection
-        if names:
-            request[table]["ExpressionAttributeNames"] = dict(names)
-        for pause in (0.0, *BATCH_PAUSES):
-            time.sleep(pause)
-            response = client.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(table, []):
-                found[(item["pk"]["S"], item["sk"]["S"])] = item
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-        else:
-            raise StoreThrottled(f"DynamoDB left {len(request[table]['Keys'])} keys unread after retries")
-    return found
-
-
-def batch_write(client: Any, table: str, requests: Sequence[Mapping[str, Any]]) -> None:
-    """PutRequest/DeleteRequest entries, 25 per BatchWriteItem; raises StoreThrottled if some stay unwritten."""
-    for chunk in chunks(requests, 25):
-        pending: dict[str, Any] = {table: list(chunk)}
-        for pause in (0.0, *BATCH_PAUSES):
-            time.sleep(pause)
-            pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-            if not pending:
-                break
-        else:
-            raise StoreThrottled(f"DynamoDB left {len(pending[table])} writes unprocessed after retries")
-
-
-# Keys. Tenant-owned items live under partitions that start with the tenant id, so a key built
-# from the caller's tenant can never address another tenant's item.
-def tenant_pk(tenant_id: str) -> str:
-    return f"T#{tenant_id}"
-
-
-TENANT_SK = "#TENANT"
-
-
-def subscription_pk(tenant_id: str, key: str) -> str:
-    return f"T#{tenant_id}#SUB#{key}"
-
-
-def deliveries_pk(tenant_id: str, endpoint_id: str) -> str:
-    return f"T#{tenant_id}#EP#{endpoint_id}"
-
-
-def delivery_sk(sequence: int) -> str:
-    return f"D#{sequence:020d}"
 
 
 def encode_cursor(last_key: Mapping[str, Any] | None) -> str | None:
