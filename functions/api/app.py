@@ -20,7 +20,10 @@ from models import (
     EventBody,
     EventTypePage,
     EventWrittenPage,
+    Recover,
+    Replay,
     ReplayFailed,
+    ReplayPage,
     RotateSecret,
     TestDelivery,
     TestResult,
@@ -30,6 +33,7 @@ from models import (
     WebhookPage,
     WebhookStats,
     WebhookUpdate,
+    WebhookUpdated,
     WebhookWithSecret,
 )
 
@@ -123,14 +127,15 @@ def webhook_stats(
     "/v1/webhooks/<webhook_id>",
     scopes=(ADMIN,),
     tags=["webhooks"],
-    summary="Change url, filters, description or state",
-    responses=app.documented(200, 400, 404, 409, 413, 415),
+    summary="Change url, filters, description or state (re-enabling may also recover what it missed)",
+    responses=app.documented(200, 400, 404, 409, 413, 415, 422),
 )
-def update_webhook(webhook_id: str, body: Annotated[WebhookUpdate, Body()]) -> Webhook:
+def update_webhook(webhook_id: str, body: Annotated[WebhookUpdate, Body()]) -> WebhookUpdated:
     who = app.caller()
     # Absent or null: unchanged (a null must not reach the core as a value, e.g. enabled=None).
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    return Webhook(**webhooks.update(who.tenant_id, who.actor, webhook_id, changes).public())
+    endpoint, recovery = webhooks.update(who.tenant_id, who.actor, webhook_id, changes)
+    return WebhookUpdated(**endpoint.public(), recovery=Replay(**recovery.public()) if recovery else None)
 
 
 @app.delete(
@@ -211,6 +216,74 @@ def replay_failed(webhook_id: str, body: Annotated[ReplayFailed | None, Body()] 
     since = request.since.isoformat(timespec="milliseconds").replace("+00:00", "Z") if request.since else None
     replayed = webhooks.replay_failed(who.tenant_id, who.actor, webhook_id, since=since, limit=request.limit)
     return DeliveryPage(items=[d.public() for d in replayed], next_cursor=None)  # type: ignore[misc]
+
+
+@app.post(
+    "/v1/webhooks/<webhook_id>/recover",
+    scopes=(ADMIN,),
+    status_code=202,
+    tags=["replays"],
+    summary="Send the endpoint's deliveries of a time window again, now or at a set time",
+    description="Runs asynchronously in bounded batches: follow it with GET /v1/replays/{id}. Deliveries "
+    "already on their way, or sent by an overlapping replay, are skipped.",
+    responses=app.documented(202, 400, 404, 409, 413, 415, 422),
+)
+def recover(webhook_id: str, body: Annotated[Recover, Body()]) -> Replay:
+    who = app.caller()
+    recovery = services.endpoint_recovery().request(
+        who.tenant_id,
+        who.actor,
+        webhook_id,
+        since=body.since,
+        until=body.until,
+        status=body.status,
+        missed=body.missed,
+        at=body.at,
+    )
+    return Replay(**recovery.public())
+
+
+@app.get(
+    "/v1/replays",
+    scopes=(READ,),
+    tags=["replays"],
+    summary="Replays (recoveries), newest first",
+    responses=app.documented(200, 400),
+)
+def list_replays(
+    limit: Limit = 20,
+    cursor: Cursor = None,
+    webhook_id: Annotated[str | None, Query(max_length=64, description="Only this endpoint's")] = None,
+) -> ReplayPage:
+    who = app.caller()
+    items, next_cursor = services.endpoint_recovery().page(
+        who.tenant_id, webhook_id=webhook_id, limit=limit, cursor=cursor
+    )
+    return ReplayPage(items=[Replay(**r.public()) for r in items], next_cursor=next_cursor)
+
+
+@app.get(
+    "/v1/replays/<replay_id>",
+    scopes=(READ,),
+    tags=["replays"],
+    summary="A replay: its status and counts",
+    responses=app.documented(200, 404),
+)
+def get_replay(replay_id: str) -> Replay:
+    who = app.caller()
+    return Replay(**services.endpoint_recovery().get(who.tenant_id, replay_id).public())
+
+
+@app.delete(
+    "/v1/replays/<replay_id>",
+    scopes=(ADMIN,),
+    tags=["replays"],
+    summary="Cancel a scheduled, queued or running replay",
+    responses=app.documented(200, 404, 409),
+)
+def cancel_replay(replay_id: str) -> Replay:
+    who = app.caller()
+    return Replay(**services.endpoint_recovery().cancel(who.tenant_id, replay_id).public())
 
 
 @app.get(

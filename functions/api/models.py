@@ -74,6 +74,11 @@ class WebhookUpdate(Strict):
     description: str | None = Field(default=None, max_length=LIMITS.max_description)
     allow_private_network: bool | None = None
     enabled: bool | None = None
+    recover_since: Instant | None = Field(
+        default=None,
+        description="With enabled: true, also recover the endpoint's failed deliveries and the events it "
+        "missed while disabled, from this time until now (a replay, see POST /v1/webhooks/{id}/recover)",
+    )
 
 
 class Webhook(BaseModel):
@@ -200,6 +205,60 @@ class DeliveryPage(BaseModel):
 class ReplayFailed(Strict):
     since: Instant | None = Field(default=None, description="Only deliveries created at or after this time")
     limit: int = Field(default=min(50, LIMITS.max_replay_batch), ge=1, le=LIMITS.max_replay_batch)
+
+
+RECOVERY = settings().recovery_bounds
+
+
+class Recover(Strict):
+    since: Instant = Field(description="Start of the window (deliveries created, events recorded, at or after it)")
+    until: Instant | None = Field(
+        default=None,
+        description=f"End of the window (default: now, or `at`); at most {RECOVERY.max_window_hours} hours "
+        f"after since, and since at most {RECOVERY.max_age_days} days ago",
+    )
+    status: Literal["failed", "delivered", "all"] = Field(
+        default="failed", description="Which settled deliveries to send again"
+    )
+    missed: bool = Field(
+        default=False,
+        description="Also send the events the endpoint subscribes to but never received (it was disabled)",
+    )
+    at: Instant | None = Field(
+        default=None,
+        description=f"Run at this future time (at most {RECOVERY.max_schedule_hours} hours ahead) instead of now",
+    )
+
+
+class ReplayCounts(BaseModel):
+    queued: int = Field(description="Deliveries and missed events found in the window so far")
+    sent: int = Field(description="Put on the delivery queue")
+    failed: int = Field(description="Could not be replayed (past retention, or replayed too often)")
+    skipped: int = Field(description="Already on their way, or sent by an overlapping replay")
+
+
+class Replay(BaseModel):
+    id: str
+    webhook_id: str
+    status: Literal["scheduled", "queued", "running", "completed", "cancelled", "failed"]
+    since: str
+    until: str
+    statuses: list[Literal["failed", "delivered"]]
+    missed: bool
+    at: str | None = Field(description="When a scheduled replay runs")
+    created_at: str
+    updated_at: str
+    counts: ReplayCounts
+    error: str | None = Field(description="Why it failed or stopped early")
+
+
+class ReplayPage(BaseModel):
+    items: list[Replay]
+    next_cursor: str | None
+
+
+class WebhookUpdated(Webhook):
+    recovery: Replay | None = Field(default=None, description="The replay started by recover_since")
 
 
 class EventField(BaseModel):

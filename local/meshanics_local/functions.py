@@ -4,7 +4,8 @@ template.yaml to running resources, for the local platform (moto's server) and t
 Every `AWS::Lambda::Function` (SAM Globals already merged by the translator) becomes a
 `FunctionSpec` with its code directory, handler, timeout, memory and environment (intrinsics
 resolved against the local resources, plus what a local run needs). Every
-`AWS::Lambda::EventSourceMapping` and scheduled `AWS::Events::Rule` becomes a trigger.
+`AWS::Lambda::EventSourceMapping`, scheduled `AWS::Events::Rule` and `AWS::Scheduler::Schedule`
+becomes a trigger.
 """
 
 from __future__ import annotations
@@ -286,6 +287,20 @@ def schedules(
             found.append(
                 Schedule(logical_id, function, resources.get_att(logical_id, "Arn"), expression, enabled, constant)
             )
+    # EventBridge Scheduler schedules (SAM's ScheduleV2): one target each, its Input as the event.
+    for logical_id, definition in template.of_type("AWS::Scheduler::Schedule").items():
+        raw = definition.get("Properties") or {}
+        target = raw.get("Target") or {}
+        try:
+            function = function_by_reference(target.get("Arn"), specs, resolver)
+        except TemplateError:
+            continue
+        expression = str(resolver.resolve(raw["ScheduleExpression"]))
+        enabled = str(resolver.resolve(raw.get("State", "ENABLED"))) == "ENABLED"
+        constant = resolver.resolve(target["Input"]) if "Input" in target else None
+        found.append(
+            Schedule(logical_id, function, resources.get_att(logical_id, "Arn"), expression, enabled, constant)
+        )
     return found
 
 

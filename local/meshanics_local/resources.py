@@ -11,9 +11,11 @@ template's own properties (see `_complete`):
   OwnershipControls and VersioningConfiguration.
 * AWS::S3::BucketPolicy: moto's CloudFormation has no such type; it is put with PutBucketPolicy,
   minus TLS-only deny statements (the local emulation speaks plain HTTP on loopback).
+* AWS::Scheduler::ScheduleGroup: no CloudFormation model in moto; created with CreateScheduleGroup
+  (the functions create one-time schedules in it, which the local platform fires).
 
 Everything else in the template (functions, roles, layers, event source mappings, the REST API,
-schedule rules, permissions) is played by the local platform itself and gets a synthetic physical id,
+schedule rules and schedules, permissions) is played by the local platform itself and gets a synthetic physical id,
 so intrinsics that name it still resolve. Event source mappings in particular are never created in
 moto: moto would invoke functions through Docker and drop records when that fails.
 """
@@ -48,7 +50,7 @@ CLOUDFORMATION_TYPES = frozenset(
     }
 )
 # Stateful, but moto's CloudFormation cannot create them: created through the service API.
-API_TYPES = frozenset({"AWS::S3::BucketPolicy"})
+API_TYPES = frozenset({"AWS::S3::BucketPolicy", "AWS::Scheduler::ScheduleGroup"})
 
 
 @dataclass
@@ -259,6 +261,9 @@ def _create_by_api(
         if policy["Statement"]:
             client("s3", endpoint).put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(policy))
         return Resource(logical_id, kind, props["Bucket"], created_by="service API")
+    if kind == "AWS::Scheduler::ScheduleGroup":
+        arn = client("scheduler", endpoint).create_schedule_group(Name=props["Name"])["ScheduleGroupArn"]
+        return Resource(logical_id, kind, props["Name"], {"Arn": arn}, created_by="service API")
     raise TemplateError(f"{logical_id}: {kind} cannot be created locally")
 
 

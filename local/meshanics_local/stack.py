@@ -38,7 +38,7 @@ from meshanics_local.functions import (
 )
 from meshanics_local.resources import Resources
 from meshanics_local.template import REGION, Template, TemplateError, translate
-from meshanics_local.triggers import Loop, QueuePoller, ScheduleRunner, StreamPoller
+from meshanics_local.triggers import Loop, OneTimeSchedules, QueuePoller, ScheduleRunner, StreamPoller
 from meshanics_local.workers import FunctionPool, FunctionSpec, Invocation
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -255,6 +255,11 @@ class LocalPlatform:
                 self._triggers.append(queue)
             else:
                 log.warning("%s: %s event sources are not played locally", mapping.logical_id, mapping.kind)
+        groups = [r.physical_id for r in self.resources.values() if r.type == "AWS::Scheduler::ScheduleGroup"]
+        if groups:
+            one_time = OneTimeSchedules(groups, self.invoke, endpoint=endpoint)
+            one_time.start()
+            self._triggers.append(one_time)
         for schedule in self.schedules:
             runner = ScheduleRunner(
                 schedule,

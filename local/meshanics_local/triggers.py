@@ -18,13 +18,20 @@ moto's own redrive moves a message to the dead-letter queue once its receive cou
 maxReceiveCount. Up to ScalingConfig.MaximumConcurrency batches run at once (capped by the
 function's worker pool). Messages that do not match FilterCriteria are deleted, as Lambda does.
 
-Scheduled rules invoke their target function with an EventBridge Scheduled Event on its rate:
+Scheduled rules and the template's EventBridge Scheduler schedules invoke their target function
+(with an EventBridge Scheduled Event, or the schedule's Input) on its rate:
 `rate(N minute|minutes|hour|hours|day|days)` is supported; `scale` divides the period (a demo or
 test can run a 15-minute sweep every few seconds). cron() expressions are not played locally.
+
+One-time schedules the functions create at run time (`at(...)`, in the template's schedule groups)
+are fired by `OneTimeSchedules`: moto stores them but never fires them. When their time has come,
+their Input is sent to their target (an SQS queue or a function), and they are deleted if their
+ActionAfterCompletion says so.
 """
 
 from __future__ import annotations
 
+import calendar
 import json
 import logging
 import random
@@ -498,3 +505,74 @@ class ScheduleRunner(Loop):
         if not invocation.ok:
             log.warning("%s: %s failed: %s", self.schedule.logical_id, self.schedule.function, invocation.error_message)
         self._next_run = max(self._next_run, time.monotonic())
+
+
+# ------------------------------------------------------------------------------- one-time schedules
+_AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
+
+
+def at_epoch(expression: str) -> float | None:
+    """The moment of an `at(yyyy-mm-ddThh:mm:ss)` expression (UTC), None for other expressions."""
+    match = _AT.fullmatch(expression.strip())
+    if not match:
+        return None
+    return float(calendar.timegm(time.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")))
+
+
+class OneTimeSchedules(Loop):
+    """Fires the one-time schedules of `groups` once their time has come (every `period` seconds)."""
+
+    def __init__(
+        self,
+        groups: Sequence[str],
+        invoke_function: Callable[[str, Any], Invocation],
+        *,
+        endpoint: str | None,
+        period: float = 1.0,
+    ) -> None:
+        super().__init__("one-time schedules")
+        self.groups = list(groups)
+        self._invoke_function = invoke_function
+        self._endpoint = endpoint
+        self._period = period
+        self._fired: set[tuple[str, str]] = set()
+        self.fired = 0
+
+    def step(self) -> None:
+        if self._stop.wait(self._period):
+            return
+        self.fire_due(time.time())
+
+    def fire_due(self, now: float) -> int:
+        """Fire every schedule whose time is at or before `now`; how many fired."""
+        scheduler = client("scheduler", self._endpoint)
+        fired = 0
+        for group in self.groups:
+            for summary in scheduler.list_schedules(GroupName=group).get("Schedules", []):
+                name = summary["Name"]
+                if (group, name) in self._fired:
+                    continue
+                schedule = scheduler.get_schedule(Name=name, GroupName=group)
+                moment = at_epoch(schedule.get("ScheduleExpression", ""))
+                if moment is None or moment > now or schedule.get("State", "ENABLED") != "ENABLED":
+                    continue
+                self._deliver(schedule["Target"])
+                self._fired.add((group, name))
+                if schedule.get("ActionAfterCompletion") == "DELETE":
+                    scheduler.delete_schedule(Name=name, GroupName=group)
+                fired += 1
+        self.fired += fired
+        return fired
+
+    def _deliver(self, target: dict[str, Any]) -> None:
+        arn = str(target["Arn"])
+        body = target.get("Input", "{}")
+        if arn.startswith("arn:aws:sqs:"):
+            account, name = arn.split(":")[4], arn.split(":")[5]
+            sqs = client("sqs", self._endpoint)
+            url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+            return
+        invocation = self._invoke_function(arn, json.loads(body))
+        if not invocation.ok:
+            log.warning("one-time schedule target %s failed: %s", arn, invocation.error_message)

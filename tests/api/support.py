@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +41,12 @@ class Route:
     def label(self) -> str:
         return f"{self.method} {self.template}"
 
-    def path(self, webhook_id: str = "", delivery_id: str = "") -> str:
-        return self.template.replace("{webhook_id}", webhook_id).replace("{delivery_id}", delivery_id)
+    def path(self, webhook_id: str = "", delivery_id: str = "", replay_id: str = "") -> str:
+        return (
+            self.template.replace("{webhook_id}", webhook_id)
+            .replace("{delivery_id}", delivery_id)
+            .replace("{replay_id}", replay_id)
+        )
 
     @property
     def takes_id(self) -> bool:
@@ -51,6 +56,7 @@ class Route:
         return scope == self.scope or (self.scope == READ and scope == ADMIN)
 
 
+RECENTLY = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))  # a recovery window's start
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/webhooks", ADMIN, {"url": "https://hooks.example.com/new"}),
     Route("GET", "/v1/webhooks", READ),
@@ -62,6 +68,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/webhooks/{webhook_id}/deliveries", READ),
     Route("GET", "/v1/webhooks/{webhook_id}/stats", READ),
     Route("POST", "/v1/webhooks/{webhook_id}/replay", ADMIN, {"limit": 10}),
+    Route("POST", "/v1/webhooks/{webhook_id}/recover", ADMIN, {"since": RECENTLY}),
+    Route("GET", "/v1/replays", READ),
+    Route("GET", "/v1/replays/{replay_id}", READ),
+    Route("DELETE", "/v1/replays/{replay_id}", ADMIN),
     Route("GET", "/v1/deliveries/{delivery_id}", READ),
     Route("POST", "/v1/deliveries/{delivery_id}/replay", ADMIN),
     Route("GET", "/v1/event-types", READ),
@@ -81,6 +91,10 @@ def random_webhook_id() -> str:
 
 def random_delivery_id() -> str:
     return f"dlv_{secrets.token_hex(12)}_7"
+
+
+def random_replay_id() -> str:
+    return f"rpl_{secrets.token_hex(12)}"
 
 
 def assert_error(response: ApiResponse, status: int, code: str | None = None, field: Any = ...) -> dict[str, Any]:

@@ -21,12 +21,14 @@ from tests.api.support import (
     OTHER,
     PUBLIC_URL,
     READ,
+    RECENTLY,
     ROUTES,
     SCOPES,
     TENANT,
     Route,
     assert_error,
     random_delivery_id,
+    random_replay_id,
     random_webhook_id,
 )
 from tests.support.harness import ApiResponse, Platform
@@ -38,6 +40,7 @@ SUCCESS = {
     "DELETE /v1/webhooks/{webhook_id}": 204,
     "POST /v1/webhooks/{webhook_id}/replay": 202,
     "POST /v1/deliveries/{delivery_id}/replay": 202,
+    "POST /v1/webhooks/{webhook_id}/recover": 202,
     "POST /v1/events": 201,
 }
 
@@ -68,7 +71,14 @@ def make_resources(platform: Platform, receiver: Receiver, key: str) -> dict[str
     tested = platform.api("POST", f"/v1/webhooks/{webhook_id}/test", key=key)
     receiver.behaviours = []
     assert tested.status == 200 and tested.json["status"] == "failed", tested.json
-    return {"webhook_id": webhook_id, "delivery_id": tested.json["delivery_id"], "secret": created.json["secret"]}
+    recovery = platform.api("POST", f"/v1/webhooks/{webhook_id}/recover", key=key, body={"since": RECENTLY})
+    assert recovery.status == 202, recovery.json
+    return {
+        "webhook_id": webhook_id,
+        "delivery_id": tested.json["delivery_id"],
+        "replay_id": recovery.json["id"],
+        "secret": created.json["secret"],
+    }
 
 
 # -- the scope matrix -----------------------------------------------------------------------------
@@ -212,7 +222,10 @@ def test_without_authorizer_context_the_function_refuses(platform: Platform) -> 
     """Defence in depth: were a route deployed without the authorizer, the function answers 401."""
     for route in ROUTES:
         response = platform.api(
-            route.method, route.path(random_webhook_id(), random_delivery_id()), body=route.body, context={}
+            route.method,
+            route.path(random_webhook_id(), random_delivery_id(), random_replay_id()),
+            body=route.body,
+            context={},
         )
         assert_error(response, 401, "unauthorized")
 
@@ -235,15 +248,18 @@ def test_cross_tenant_matrix(platform: Platform, receiver: Receiver, route: Rout
     before_audit = audit_count()
     before_requests = len(receiver.requests)
 
-    theirs = call(platform, f"Bearer {intruder}", route, webhook_id=mine["webhook_id"], delivery_id=mine["delivery_id"])
+    owned = {k: mine[k] for k in ("webhook_id", "delivery_id", "replay_id")}
+    theirs = call(platform, f"Bearer {intruder}", route, **owned)
     assert_error(theirs, 404, "not_found")
-    missing_ids = {"webhook_id": random_webhook_id(), "delivery_id": random_delivery_id()}
+    missing_ids = {
+        "webhook_id": random_webhook_id(),
+        "delivery_id": random_delivery_id(),
+        "replay_id": random_replay_id(),
+    }
     missing = call(platform, f"Bearer {intruder}", route, **missing_ids)
     assert_error(missing, 404, "not_found")
     # Indistinguishable from an id that does not exist: same status, same body but for the id.
-    assert _without(theirs.body, mine["webhook_id"], mine["delivery_id"]) == _without(
-        missing.body, *missing_ids.values()
-    )
+    assert _without(theirs.body, *owned.values()) == _without(missing.body, *missing_ids.values())
     assert theirs.headers == missing.headers
     # And the owner's resources are untouched.
     assert platform.api("GET", f"/v1/webhooks/{mine['webhook_id']}", key=owner).json == before_webhook
@@ -257,11 +273,15 @@ def test_cross_tenant_with_a_read_only_key(platform: Platform, receiver: Receive
     mine = make_resources(platform, receiver, owner)
     reader = platform.key(OTHER, [READ])
     for route in ID_ROUTES:
-        theirs = call(
-            platform, f"Bearer {reader}", route, webhook_id=mine["webhook_id"], delivery_id=mine["delivery_id"]
-        )
+        owned = {k: mine[k] for k in ("webhook_id", "delivery_id", "replay_id")}
+        theirs = call(platform, f"Bearer {reader}", route, **owned)
         missing = call(
-            platform, f"Bearer {reader}", route, webhook_id=random_webhook_id(), delivery_id=random_delivery_id()
+            platform,
+            f"Bearer {reader}",
+            route,
+            webhook_id=random_webhook_id(),
+            delivery_id=random_delivery_id(),
+            replay_id=random_replay_id(),
         )
         # Reads: 404 either way; writes: 403 either way (the scope is checked first, for any id).
         expected = 404 if route.scope == READ else 403

@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from meshanics_local.receiver import Behaviour, Receiver
-from tests.api.support import ROUTES, SCOPES, TENANT, Route, receiver_webhook
+from tests.api.support import RECENTLY, ROUTES, SCOPES, TENANT, Route, receiver_webhook
 from tests.support.harness import Platform
 
 EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "20"))
@@ -141,7 +141,11 @@ def known(platform: Platform, receiver: Receiver) -> dict[str, list[str]]:
         sent = platform.api_as(TENANT, ["integrations:admin"], "POST", f"/v1/webhooks/{webhooks[0]}/test")
         deliveries.append(sent.json["delivery_id"])
     receiver.behaviours = []
-    return {"webhook_id": webhooks, "delivery_id": deliveries}
+    since = {"since": RECENTLY}
+    replays = [
+        platform.api_as(TENANT, ["integrations:admin"], "POST", f"/v1/webhooks/{webhooks[0]}/recover", body=since)
+    ]
+    return {"webhook_id": webhooks, "delivery_id": deliveries, "replay_id": [r.json["id"] for r in replays]}
 
 
 def _document(platform: Platform) -> dict[str, Any]:
@@ -178,6 +182,8 @@ WITHOUT_INPUTS = frozenset(
         "GET /v1/deliveries/{delivery_id}",
         "POST /v1/deliveries/{delivery_id}/replay",
         "GET /v1/event-types",
+        "GET /v1/replays/{replay_id}",
+        "DELETE /v1/replays/{replay_id}",
     }
 )
 CASES = [(r, GenerationMode.POSITIVE) for r in ROUTES] + [

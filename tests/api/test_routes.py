@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 import time
 from typing import Any
@@ -447,7 +448,7 @@ def test_patch_changes_fields_and_keeps_the_rest(platform: Platform, receiver: R
     response = platform.api_as(TENANT, [ADMIN], "PATCH", path, body={"description": "after"})
     assert response.status == 200, response.json
     patched = response.json
-    assert set(patched) == WEBHOOK_FIELDS
+    assert set(patched) == WEBHOOK_FIELDS | {"recovery"} and patched["recovery"] is None  # none asked for
     assert patched["description"] == "after"
     assert patched["updated_at"] > created["updated_at"]
     assert patched["created_at"] == created["created_at"]
@@ -463,7 +464,8 @@ def test_patch_changes_fields_and_keeps_the_rest(platform: Platform, receiver: R
     assert patched.json["enabled"] is True and patched.json["disabled_reason"] is None
     patched = platform.api_as(TENANT, [ADMIN], "PATCH", path, body={"url": receiver.url + "/v2"})
     assert patched.json["url"] == receiver.url + "/v2"
-    assert without_health(platform.api_as(TENANT, [READ], "GET", path).json) == patched.json
+    shown = without_health(platform.api_as(TENANT, [READ], "GET", path).json)
+    assert shown == {k: v for k, v in patched.json.items() if k != "recovery"}
 
 
 def test_patch_with_nothing_to_change_changes_nothing(platform: Platform) -> None:
@@ -472,7 +474,7 @@ def test_patch_with_nothing_to_change_changes_nothing(platform: Platform) -> Non
     for body in ({}, {"description": "same"}, {"description": None, "enabled": None, "url": None, "events": None}):
         response = platform.api_as(TENANT, [ADMIN], "PATCH", path, body=body)
         assert response.status == 200, (body, response.json)
-        assert response.json == {k: v for k, v in created.items() if k != "secret"}
+        assert response.json == {k: v for k, v in created.items() if k != "secret"} | {"recovery": None}
 
 
 def test_patch_rechecks_egress_rules(platform: Platform, receiver: Receiver) -> None:
@@ -1149,11 +1151,9 @@ def test_openapi_is_public_and_lists_every_route(platform: Platform) -> None:
     assert spec["openapi"].startswith("3.")
     assert spec["info"]["title"] == "Meshanics Integrations API"
     operations = {
-        (method.upper(), path.replace("{webhook_id}", "{id}").replace("{delivery_id}", "{id}"))
-        for path, item in spec["paths"].items()
-        for method in item
+        (method.upper(), re.sub(r"\{\w+\}", "{id}", path)) for path, item in spec["paths"].items() for method in item
     }
-    expected = {(r.method, r.template.replace("{webhook_id}", "{id}").replace("{delivery_id}", "{id}")) for r in ROUTES}
+    expected = {(r.method, re.sub(r"\{\w+\}", "{id}", r.template)) for r in ROUTES}
     assert operations == expected
     public = {("GET", "/v1/openapi.json"), ("GET", "/v1/docs")}
     assert _template_routes() == expected | public  # what API Gateway routes is what the code documents
@@ -1168,6 +1168,7 @@ def test_openapi_is_public_and_lists_every_route(platform: Platform) -> None:
     success["DELETE /v1/webhooks/{webhook_id}"] = "204"
     success["POST /v1/webhooks/{webhook_id}/replay"] = "202"
     success["POST /v1/deliveries/{delivery_id}/replay"] = "202"
+    success["POST /v1/webhooks/{webhook_id}/recover"] = "202"
     for route in ROUTES:
         operation = spec["paths"][route.template][route.method.lower()]
         responses = operation["responses"]

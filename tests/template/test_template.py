@@ -34,10 +34,18 @@ MOTO_LACKS = {
     "AWS::CloudWatch::Alarm": "no CloudFormation model in moto",
     "AWS::SNS::Subscription": "no CloudFormation model in moto",
     "AWS::SNS::TopicPolicy": "no CloudFormation model in moto",
+    "AWS::Scheduler::Schedule": "no CloudFormation model in moto",
+    "AWS::Scheduler::ScheduleGroup": "no CloudFormation model in moto",
 }
 
 # Queues that hold work nothing else will redo: each needs an alarm on its depth (or its oldest message).
-ALARMED_QUEUES = ("DeliveryDeadLetterQueue", "FanoutFailureQueue", "FanoutUnrecoverableQueue")
+ALARMED_QUEUES = (
+    "DeliveryDeadLetterQueue",
+    "FanoutFailureQueue",
+    "FanoutUnrecoverableQueue",
+    "ReplayDeadLetterQueue",
+    "SweepDeadLetterQueue",
+)
 
 
 @pytest.fixture(scope="module")
@@ -192,8 +200,6 @@ def test_real_objects_exist(deployed: dict[str, Any]) -> None:
     fanout = functions[created["FanoutFunction"]["PhysicalResourceId"]]
     assert fanout["Environment"]["Variables"]["AUDIT_TABLE"] == audit["TableName"]
     assert fanout["Timeout"] == 60 and fanout["Runtime"] == "python3.14"  # moto drops Architectures
-    rule = boto3.client("events").describe_rule(Name=created["ReplayFunctionSweep"]["PhysicalResourceId"])
-    assert rule["ScheduleExpression"] == "rate(15 minutes)"
     failures = sqs.get_queue_attributes(
         QueueUrl=created["FanoutFailureQueue"]["PhysicalResourceId"], AttributeNames=["RedrivePolicy"]
     )
@@ -206,6 +212,29 @@ def test_real_objects_exist(deployed: dict[str, Any]) -> None:
     }
     topic = boto3.client("sns").get_topic_attributes(TopicArn=created["AlarmTopic"]["PhysicalResourceId"])
     assert topic["Attributes"]["KmsMasterKeyId"].endswith(created["AlarmTopicKey"]["PhysicalResourceId"])
+
+
+def test_the_sweep_is_an_eventbridge_scheduler_schedule_with_retries_and_a_dead_letter_queue(
+    template: Template,
+) -> None:
+    [sweep] = resources_of(template, "AWS::Scheduler::Schedule").values()
+    props = sweep["Properties"]
+    assert props["ScheduleExpression"] == {"Ref": "ReplaySchedule"} and props["State"] == "ENABLED"
+    assert parameter_default(template, "ReplaySchedule") == "rate(15 minutes)"
+    target = props["Target"]
+    assert target["Arn"] == {"Fn::GetAtt": ["ReplayFunction", "Arn"]}
+    assert json.loads(target["Input"]) == {"task": "sweep"}
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 600}
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["SweepDeadLetterQueue", "Arn"]}}
+    # Scheduled recoveries: their group, and the role they send the replay queue's messages as.
+    [group] = resources_of(template, "AWS::Scheduler::ScheduleGroup").values()
+    assert group["Properties"]["Name"] == {"Fn::Sub": "meshanics-replays-${Environment}"}
+    role = template.resources["ReplaySchedulerRole"]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    [policy] = role["Policies"]
+    assert policy["PolicyDocument"]["Statement"] == [
+        {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["ReplayQueue", "Arn"]}}
+    ]
 
 
 def test_left_out_wiring_is_consistent(template: Template) -> None:

@@ -48,6 +48,16 @@ class Limits:
     max_token_length: int = 8192
 
 
+@dataclass(frozen=True)
+class RecoveryBounds:
+    """Bounds of `POST /v1/webhooks/{id}/recover` (template parameters Recovery*)."""
+
+    max_window_hours: int = 168
+    max_deliveries: int = 10_000
+    max_schedule_hours: int = 168
+    max_age_days: int = 30  # nothing older is kept (DeliveryRetentionDays)
+
+
 # The limits that are template parameters: field -> (environment variable, lowest allowed value).
 CONFIGURABLE: dict[str, tuple[str, int]] = {
     "max_endpoints": ("MAX_ENDPOINTS_PER_TENANT", 1),
@@ -166,6 +176,28 @@ class Settings:
         if seconds < 0:
             raise ConfigurationError(f"ENDPOINT_DISABLE_AFTER_SECONDS must be 0 or more, got {seconds}")
         return seconds
+
+    @cached_property
+    def recovery_bounds(self) -> RecoveryBounds:
+        bounds = RecoveryBounds(
+            max_window_hours=self._int("RECOVERY_MAX_WINDOW_HOURS", 168),
+            max_deliveries=self._int("RECOVERY_MAX_DELIVERIES", 10_000),
+            max_schedule_hours=self._int("RECOVERY_MAX_SCHEDULE_HOURS", 168),
+            max_age_days=self.delivery_retention_days,
+        )
+        for name, value in vars(bounds).items():
+            if value < 1:
+                raise ConfigurationError(f"recovery bound {name} must be at least 1, got {value}")
+        return bounds
+
+    @cached_property
+    def replay_queue_url(self) -> str:
+        return self._get("REPLAY_QUEUE_URL")
+
+    @cached_property
+    def replay_schedules(self) -> tuple[str, str, str]:
+        """Scheduled recoveries: the schedule group, the queue they send to, the role they send as."""
+        return self._get("REPLAY_SCHEDULE_GROUP"), self._get("REPLAY_QUEUE_ARN"), self._get("REPLAY_SCHEDULER_ROLE_ARN")
 
     @cached_property
     def audit_retention_days(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -250,6 +251,7 @@ class Delivery:
     delivered_at: str | None = None
     replays: int = 0
     attempts: tuple[Attempt, ...] = ()
+    recovery_id: str | None = None  # the last recovery that claimed it (see DeliveryStore.claim)
 
     @property
     def id(self) -> str:
@@ -328,6 +330,88 @@ class AttemptResult:
     attempt: Attempt
     status: Status
     next_attempt_at: str | None = None
+
+
+# -- recoveries ------------------------------------------------------------------------------------
+RecoveryStatus = Literal["scheduled", "queued", "running", "completed", "cancelled", "failed"]
+RecoveryPhase = Literal["deliveries", "missed", "done"]
+RECOVERY_STATUSES: dict[str, tuple[Status, ...]] = {
+    "failed": ("failed",),
+    "delivered": ("delivered",),
+    "all": ("failed", "delivered"),
+}
+COUNTS = ("queued", "sent", "failed", "skipped")
+
+
+def recovery_id(now: float | None = None) -> str:
+    """`rpl_` + creation time in milliseconds (12 hex digits) + 48 random bits: ids sort by time."""
+    millis = int((time.time() if now is None else now) * 1000)
+    return f"rpl_{millis:012x}{secrets.token_hex(6)}"
+
+
+_RECOVERY_ID = re.compile(r"^rpl_[0-9a-f]{24}$")
+
+
+def check_recovery_id(value: str) -> str:
+    if not _RECOVERY_ID.match(value):
+        raise NotFound(f"replay {value} not found")
+    return value
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """A replay of one endpoint's deliveries in a time window (`POST /v1/webhooks/{id}/recover`).
+
+    It runs asynchronously in bounded batches; `phase` and `cursor` say where the next batch starts
+    (a delivery's or an audit shard's sequence), so a run that dies is finished by the next one.
+    `missed` also sends the events the endpoint subscribed to but never got (it was disabled).
+    """
+
+    tenant_id: str
+    id: str
+    webhook_id: str
+    actor: str
+    since: str
+    until: str
+    statuses: tuple[Status, ...]
+    missed: bool
+    status: RecoveryStatus
+    created_at: str
+    updated_at: str
+    at: str | None = None
+    phase: RecoveryPhase = "deliveries"
+    shard: int = 0
+    cursor: int = 0
+    counts: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    lease_owner: str | None = None
+    lease_until: float = 0.0
+    error: str | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self.status in ("completed", "cancelled", "failed")
+
+    @property
+    def requested_at(self) -> str:
+        """From when on a delivery changed by someone else is not this recovery's to send: its
+        request, or for a scheduled one the time it runs (what fails until then is in its window)."""
+        return self.at or self.created_at
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "webhook_id": self.webhook_id,
+            "status": self.status,
+            "since": self.since,
+            "until": self.until,
+            "statuses": list(self.statuses),
+            "missed": self.missed,
+            "at": self.at,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "counts": {name: int(self.counts.get(name, 0)) for name in COUNTS},
+            "error": self.error,
+        }
 
 
 # -- API keys -------------------------------------------------------------------------------------

@@ -20,7 +20,16 @@ from meshanics.errors import Conflict, EgressRefused, InvalidInput, NotFound
 from meshanics.health import HealthReader
 from meshanics.history import DeliveryHistory, Page
 from meshanics.ids import looks_like, new_id
-from meshanics.model import Delivery, DeliveryJob, Endpoint, EventInput, Status, parse_delivery_id, secret_context
+from meshanics.model import (
+    Delivery,
+    DeliveryJob,
+    Endpoint,
+    EventInput,
+    Recovery,
+    Status,
+    parse_delivery_id,
+    secret_context,
+)
 from meshanics.operational import switched
 from meshanics.replay import replay
 from meshanics.store.deliveries import DeliveryStore
@@ -28,6 +37,7 @@ from meshanics.store.endpoints import EndpointStore
 
 if TYPE_CHECKING:  # the sending path is imported only when a test delivery runs
     from meshanics.deliver import Deliverer
+    from meshanics.endpoint_recovery import EndpointRecovery
     from meshanics.jobqueue import DeliveryQueue
     from meshanics.sealing import Sealer
 
@@ -65,9 +75,11 @@ class WebhookService:
         limits: Limits,
         rotation_overlap: int,
         health: HealthReader,
+        recoveries: Callable[[], EndpointRecovery],
         resolver: egress.Resolver = egress.system_resolver,
     ) -> None:
         self._health = health
+        self._recoveries = recoveries
         self._endpoints = endpoints
         self._deliveries = deliveries
         self._audit = audit
@@ -161,8 +173,17 @@ class WebhookService:
     def page(self, tenant_id: str, *, limit: int, cursor: str | None) -> tuple[list[Endpoint], str | None]:
         return self._endpoints.page(tenant_id, limit=limit, cursor=cursor)
 
-    def update(self, tenant_id: str, actor: str, endpoint_id: str, changes: Mapping[str, Any]) -> Endpoint:
-        """Apply a partial change: url, events, description, allow_private_network, enabled."""
+    def update(
+        self, tenant_id: str, actor: str, endpoint_id: str, changes: Mapping[str, Any]
+    ) -> tuple[Endpoint, Recovery | None]:
+        """Apply a partial change: url, events, description, allow_private_network, enabled; with
+        `recover_since` (a datetime, only with enabled: true) also start a recovery of what the
+        endpoint failed or missed since then. The endpoint, and the recovery if one was started."""
+        recover_since = changes.get("recover_since")
+        if recover_since is not None:
+            if changes.get("enabled") is not True:
+                raise InvalidInput("recover_since is only taken with enabled: true", field="recover_since")
+            self._recoveries().check_window(recover_since, None, None)
         current = self._endpoint(tenant_id, endpoint_id)
         updated = current
         if "events" in changes:
@@ -185,20 +206,29 @@ class WebhookService:
             for name in ("url", "events", "description", "allow_private_network", "enabled")
             if getattr(updated, name) != getattr(current, name)
         )
-        if not changed:
-            return current
-        updated = replace(updated, updated_at=later_than(current.updated_at))
-        saved = self._endpoints.update(current, updated)
-        if {"events", "enabled"} & set(changed):
-            self._audit.subscriptions.settle(tenant_id)
-        updated_event = EventInput(
-            "webhook.updated",
-            subject=f"webhook/{endpoint_id}",
-            actor=actor,
-            data={"webhook_id": endpoint_id, "changed": changed, "enabled": saved.enabled},
-        )
-        self._audit.append(tenant_id, [updated_event, *switched(current, saved, actor)])
-        return saved
+        if not changed and recover_since is None:
+            return current, None
+        saved = current
+        if changed:
+            updated = replace(updated, updated_at=later_than(current.updated_at))
+            saved = self._endpoints.update(current, updated)
+            if {"events", "enabled"} & set(changed):
+                self._audit.subscriptions.settle(tenant_id)
+        recovery = None
+        if recover_since is not None:
+            recovery = self._recoveries().request(
+                tenant_id, actor, endpoint_id, since=recover_since, status="failed", missed=True
+            )
+        if changed:
+            updated_event = EventInput(
+                "webhook.updated",
+                subject=f"webhook/{endpoint_id}",
+                actor=actor,
+                data={"webhook_id": endpoint_id, "changed": changed, "enabled": saved.enabled},
+            )
+            events = switched(current, saved, actor, recovery_id=recovery.id if recovery else None)
+            self._audit.append(tenant_id, [updated_event, *events])
+        return saved, recovery
 
     def delete(self, tenant_id: str, actor: str, endpoint_id: str) -> None:
         current = self._endpoint(tenant_id, endpoint_id)

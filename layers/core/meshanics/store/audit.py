@@ -143,6 +143,24 @@ class AuditTable:
             found += self.between(partition, after + 1, 2**63 - 1)
         return sorted(found, key=lambda r: r.sequence)
 
+    def recorded_between(
+        self, partition: str, *, after: int, since: str, until: str, budget: int
+    ) -> tuple[list[AuditRecord], int | None]:
+        """The partition's records above sequence `after` recorded in [since, until], in order,
+        examining at most `budget` items; also the sequence to continue after (None: none left)."""
+        response = self._client().query(
+            TableName=self._table,
+            KeyConditionExpression="#part = :part AND #seq > :after",
+            FilterExpression="recorded_at BETWEEN :since AND :until",
+            ExpressionAttributeNames={"#part": "partition", "#seq": "sequence"},
+            ExpressionAttributeValues=to_item({":part": partition, ":after": after, ":since": since, ":until": until}),
+            Limit=budget,
+            ConsistentRead=True,
+        )
+        records = [record_from_values(from_item(item)) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return records, (int(last["sequence"]["N"]) if last else None)
+
     def addressed_to(
         self,
         partition: str,

@@ -77,6 +77,7 @@ def _from_item(item: Mapping[str, Any]) -> Delivery:
         next_attempt_at=v.get("next_attempt_at"),
         delivered_at=v.get("delivered_at"),
         replays=int(v.get("replays", 0)),
+        recovery_id=v.get("recovery_id"),
         attempts=tuple(
             Attempt(
                 number=int(a["attempt"]),
@@ -193,6 +194,95 @@ class DeliveryStore:
             if "LastEvaluatedKey" not in response:
                 return found, False
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def _window_query(
+        self, tenant_id: str, endpoint_id: str, *, after: int, since: str, until: str, statuses: Sequence[Status]
+    ) -> dict[str, Any]:
+        names = [f":status{i}" for i in range(len(statuses))]
+        return {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND sk > :after",
+            "FilterExpression": f"created_at BETWEEN :since AND :until AND #status IN ({', '.join(names)})",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": to_item(
+                {
+                    ":pk": deliveries_pk(tenant_id, endpoint_id),
+                    ":after": delivery_sk(after),
+                    ":since": since,
+                    ":until": until,
+                    **dict(zip(names, statuses, strict=True)),
+                }
+            ),
+        }
+
+    def in_window(
+        self,
+        tenant_id: str,
+        endpoint_id: str,
+        *,
+        after: int,
+        since: str,
+        until: str,
+        statuses: Sequence[Status],
+        budget: int,
+    ) -> tuple[list[Delivery], int | None]:
+        """The endpoint's deliveries above sequence `after` created in [since, until] with one of
+        `statuses`, oldest first, examining at most `budget` items; also the sequence to continue
+        after (None: nothing is left)."""
+        kwargs = self._window_query(tenant_id, endpoint_id, after=after, since=since, until=until, statuses=statuses)
+        kwargs["Limit"] = budget
+        response = self._client().query(**kwargs)
+        found = [_from_item(item) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return found, (int(last["sk"]["S"].removeprefix("D#")) if last else None)
+
+    def count_in_window(
+        self, tenant_id: str, endpoint_id: str, *, since: str, until: str, statuses: Sequence[Status], cap: int
+    ) -> int:
+        """How many deliveries `in_window` would find, counted up to just past `cap`."""
+        kwargs = self._window_query(tenant_id, endpoint_id, after=0, since=since, until=until, statuses=statuses)
+        kwargs["Select"] = "COUNT"
+        total = 0
+        while total <= cap:
+            response = self._client().query(**kwargs)
+            total += int(response.get("Count", 0))
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return total
+
+    def claim(self, delivery: Delivery, recovery_id: str, *, requested_at: str, now: str) -> bool:
+        """Mark a settled delivery as taken by a recovery requested at `requested_at`, if nothing
+        touched it since that request and no recovery requested at or after it took it already.
+
+        Two overlapping recoveries thus send a delivery once, and a recovery run that died after its
+        claim (before or after the job was queued) claims it again when it is redone. The claim does
+        not change the status: a claimed delivery whose job never went out stays settled, replayable.
+        """
+        try:
+            self._client().update_item(
+                TableName=self._table,
+                Key=_key(delivery.tenant_id, delivery.endpoint_id, delivery.sequence),
+                UpdateExpression="SET recovery_id = :recovery, recovery_claimed_at = :now",
+                ConditionExpression="#status = :status AND attempt_count = :count AND updated_at <= :requested "
+                "AND (attribute_not_exists(recovery_id) OR recovery_id = :recovery "
+                "OR recovery_claimed_at < :requested)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":recovery": recovery_id,
+                        ":now": now,
+                        ":status": delivery.status,
+                        ":count": delivery.attempt_count,
+                        ":requested": requested_at,
+                    }
+                ),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def failed(self, *, limit: int) -> list[Delivery]:
         """Failed deliveries from the sparse `failed` index (oldest failure first in each shard)."""
