@@ -77,6 +77,7 @@ def create_webhook(body: Annotated[WebhookCreate, Body()]) -> WebhookWithSecret:
         description=body.description,
         allow_private_network=body.allow_private_network,
         enabled=body.enabled,
+        headers=body.headers,
     )
     return WebhookWithSecret(**endpoint.public(), secret=secret)
 
@@ -106,12 +107,13 @@ def get_webhook(webhook_id: str) -> Webhook:
     "/v1/webhooks/<webhook_id>",
     scopes=(ADMIN,),
     tags=["webhooks"],
-    summary="Change url, filters, description or state",
+    summary="Change url, filters, description, state or custom headers",
     responses=app.documented(200, 400, 404, 409, 413, 415),
 )
 def update_webhook(webhook_id: str, body: Annotated[WebhookUpdate, Body()]) -> Webhook:
     who = app.caller()
     # Absent or null: unchanged (a null must not reach the core as a value, e.g. enabled=None).
+    # Inside `headers` a null is a value: it removes that header.
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     return Webhook(**webhooks.update(who.tenant_id, who.actor, webhook_id, changes).public())
 

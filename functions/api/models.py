@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
 from meshanics.config import settings
+from meshanics.model import HEADER_MASK
 
 LIMITS = settings().limits
 
@@ -50,6 +51,13 @@ EventTime = Annotated[
 
 
 FILTERS = f"Event filters (at most {LIMITS.max_filters}): exact types or trailing wildcards (`rollout.*`)"
+HEADERS = (
+    f"Custom headers sent with every delivery (at most {LIMITS.max_custom_headers}): names are RFC 9110 tokens "
+    f"of at most {LIMITS.max_header_name_length} characters, case-insensitive; values printable ASCII of at most "
+    f"{LIMITS.max_header_value_length} characters; {LIMITS.max_custom_headers_bytes} bytes of names and values in "
+    "all. Refused: X-Meshanics-*, Meshanics-*, webhook-*, Content-*, Host, User-Agent, Cookie, Expect, Proxy-* "
+    "and the hop-by-hop headers. Values are write-only (sealed; responses show them masked)."
+)
 
 
 class WebhookCreate(Strict):
@@ -66,6 +74,10 @@ class WebhookCreate(Strict):
         default=False, description="Allow private/loopback receivers (link-local and metadata stay refused)"
     )
     enabled: bool = True
+    # repr=False: Powertools logs the handler's arguments at DEBUG, and the values are secrets.
+    headers: dict[str, str] = Field(
+        default_factory=dict, max_length=LIMITS.max_custom_headers, description=HEADERS, repr=False
+    )
 
 
 class WebhookUpdate(Strict):
@@ -74,6 +86,16 @@ class WebhookUpdate(Strict):
     description: str | None = Field(default=None, max_length=LIMITS.max_description)
     allow_private_network: bool | None = None
     enabled: bool | None = None
+    # A change can name every header an endpoint may have plus as many to remove.
+    headers: dict[str, str | None] | None = Field(
+        default=None,
+        max_length=2 * LIMITS.max_custom_headers,
+        repr=False,
+        description=(
+            "Merged into the endpoint's custom headers: `name: value` sets or replaces that header (names match "
+            "case-insensitively), `name: null` removes it, headers not named stay. " + HEADERS
+        ),
+    )
 
 
 class Webhook(BaseModel):
@@ -87,6 +109,9 @@ class Webhook(BaseModel):
     created_at: str
     updated_at: str
     secret_rotation_overlap_until: str | None = None
+    headers: dict[str, str] = Field(
+        default_factory=dict, description=f"Custom header names; every value is shown as {HEADER_MASK!r}"
+    )
 
 
 class WebhookWithSecret(Webhook):

@@ -48,6 +48,7 @@ WEBHOOK_FIELDS = {
     "created_at",
     "updated_at",
     "secret_rotation_overlap_until",
+    "headers",
 }
 DELIVERY_FIELDS = {
     "id",

@@ -63,6 +63,8 @@ class AuditRecord:
 
 # -- endpoints ------------------------------------------------------------------------------------
 
+HEADER_MASK = "********"  # every custom header value, as responses show it: nothing of it, not even its length
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -79,9 +81,13 @@ class Endpoint:
     sealed_secret: bytes
     previous_sealed_secret: bytes | None = None
     previous_secret_expires_at: int | None = None
+    # Custom headers: their names in the clear (shown, masked), their values sealed beside the
+    # current secret (`custom_headers.SEALED_LABEL`), so one data key opens both.
+    header_names: tuple[str, ...] = ()
+    sealed_headers: bytes | None = None
 
     def public(self) -> dict[str, Any]:
-        """The API representation: never a secret, sealed or not."""
+        """The API representation: never a secret or a header value, sealed or not."""
         return {
             "id": self.id,
             "url": self.url,
@@ -97,6 +103,7 @@ class Endpoint:
                 if self.previous_secret_expires_at is not None and self.previous_overlap_active()
                 else None
             ),
+            "headers": dict.fromkeys(self.header_names, HEADER_MASK),
         }
 
     def previous_overlap_active(self, now: float | None = None) -> bool:

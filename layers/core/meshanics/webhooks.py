@@ -1,7 +1,8 @@
 """Managing webhook endpoints: what the tenant API does, independent of API Gateway.
 
 Secrets are generated here, sealed before they are stored, and returned only by create and rotate.
-Every change writes an audit event (itself deliverable, never carrying a secret).
+Custom header values are sealed beside the secret (one data key opens both) and never returned.
+Every change writes an audit event (itself deliverable, never carrying a secret or a header value).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from meshanics import catalog, egress, filters, signing
+from meshanics import catalog, custom_headers, egress, filters, signing
 from meshanics.audit import AuditLog
 from meshanics.clock import now_iso, parse_iso
 from meshanics.config import Limits
@@ -104,10 +105,12 @@ class WebhookService:
         description: str = "",
         allow_private_network: bool = False,
         enabled: bool = True,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[Endpoint, str]:
         """A new endpoint and its signing secret (the only time the secret is returned)."""
         normalized = filters.normalize(events, max_filters=self._limits.max_filters)
         self._check_description(description)
+        custom = custom_headers.check(headers or {}, self._limits)
         self._check_url(url, allow_private_network)
         endpoint_id = new_id("ep")
         secret = signing.generate_secret()
@@ -125,6 +128,7 @@ class WebhookService:
             updated_at=now,
             sealed_secret=self._sealer.seal(secret, secret_context(tenant_id, endpoint_id)),
         )
+        endpoint = custom_headers.sealed(self._sealer, endpoint, custom)
         created = self._endpoints.create(endpoint, max_endpoints=self._limits.max_endpoints)
         self._audit.subscriptions.settle(tenant_id)
         self._record(
@@ -149,9 +153,15 @@ class WebhookService:
         return self._endpoints.page(tenant_id, limit=limit, cursor=cursor)
 
     def update(self, tenant_id: str, actor: str, endpoint_id: str, changes: Mapping[str, Any]) -> Endpoint:
-        """Apply a partial change: url, events, description, allow_private_network, enabled."""
+        """Apply a partial change: url, events, description, allow_private_network, enabled, and
+        headers (merged into the current set: see custom_headers.merge)."""
         current = self._endpoint(tenant_id, endpoint_id)
         updated = current
+        headers: dict[str, str] | None = None  # the new set, when it differs
+        if "headers" in changes:
+            before = custom_headers.unsealed(self._sealer, current)
+            merged = custom_headers.merge(before, changes["headers"], self._limits)
+            headers = merged if list(merged.items()) != list(before.items()) else None
         if "events" in changes:
             updated = replace(
                 updated, events=tuple(filters.normalize(changes["events"], max_filters=self._limits.max_filters))
@@ -168,12 +178,17 @@ class WebhookService:
             enabled = bool(changes["enabled"])
             updated = replace(updated, enabled=enabled, disabled_reason=None if enabled else DISABLED_BY_API)
         changed = sorted(
-            name
-            for name in ("url", "events", "description", "allow_private_network", "enabled")
-            if getattr(updated, name) != getattr(current, name)
+            [
+                name
+                for name in ("url", "events", "description", "allow_private_network", "enabled")
+                if getattr(updated, name) != getattr(current, name)
+            ]
+            + (["headers"] if headers is not None else [])
         )
         if not changed:
             return current
+        if headers is not None:
+            updated = custom_headers.sealed(self._sealer, updated, headers)
         updated = replace(updated, updated_at=_later(current.updated_at))
         saved = self._endpoints.update(current, updated)
         if {"events", "enabled"} & set(changed):
@@ -211,6 +226,8 @@ class WebhookService:
             previous_secret_expires_at=expires if overlap else None,
             updated_at=_later(current.updated_at),
         )
+        # The headers move to the new secret's data key: deliveries keep needing one Decrypt for both.
+        updated = custom_headers.sealed(self._sealer, updated, custom_headers.unsealed(self._sealer, current))
         saved = self._endpoints.update(current, updated)
         self._record(
             tenant_id,
