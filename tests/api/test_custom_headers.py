@@ -35,7 +35,7 @@ from tests.api.support import (
 )
 from tests.api.test_secrets import Everything, all_logs, endpoint_item, raw_items, stored_bytes
 from tests.support.harness import ApiResponse, Platform
-from tests.support.receiver import Receiver
+from tests.support.receiver import Behaviour, Receiver
 
 __all__ = ["all_logs"]  # the fixture of test_secrets.py, used here too
 
@@ -370,6 +370,34 @@ def test_headers_arrive_with_every_post_and_the_signature_verifies(platform: Pla
     assert after.headers["X-Route"] == ROUTE and "X-Gateway-Key" not in after.headers
     assert verify(after.body, after.headers["X-Meshanics-Signature"], created["secret"]) > 0
     assert [d["status"] for d in deliveries(platform, created["id"])] == ["delivered"] * 4
+
+
+def test_headers_arrive_with_replays_of_delivered_and_failed_deliveries(platform: Platform, receiver: Receiver) -> None:
+    created = receiver_webhook(platform, receiver, events=["rollout.*"], headers=HEADERS)
+    webhook_id = created["id"]
+    write_events(platform, [rollout_created("r1")])
+    platform.pump()
+    receiver.behaviours = [Behaviour(status=503)]
+    assert send_test(platform, webhook_id)["status"] == "failed"
+    receiver.behaviours = []
+    # Replays send the endpoint's headers as they are now.
+    assert _patch(platform, webhook_id, {"X-Route": ROUTE}).status == 200
+    originals = {r.headers["X-Meshanics-Delivery"]: r for r in receiver.requests}
+    settled = deliveries(platform, webhook_id)
+    assert sorted(d["status"] for d in settled) == ["delivered", "failed"]
+    for delivery in settled:
+        replayed = platform.api_as(TENANT, [ADMIN], "POST", f"/v1/deliveries/{delivery['id']}/replay")
+        assert replayed.status == 202, replayed.json
+    platform.pump()
+    assert len(receiver.requests) == 4
+    for request in receiver.requests[2:]:
+        assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+        assert request.headers["X-Gateway-Key"] == API_KEY
+        assert request.headers["X-Route"] == ROUTE
+        original = originals[request.headers["X-Meshanics-Delivery"]]  # same idempotency key
+        assert request.body == original.body and "X-Route" not in original.headers
+        assert verify(request.body, request.headers["X-Meshanics-Signature"], created["secret"]) > 0
+    assert sorted(d["status"] for d in deliveries(platform, webhook_id)) == ["delivered", "delivered"]
 
 
 def test_a_stored_set_can_never_override_the_platforms_headers(platform: Platform, receiver: Receiver) -> None:
