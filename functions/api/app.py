@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from models import (
+    DELIVERY_SEARCH,
     LIMITS,
     DeliveryDetail,
     DeliveryPage,
@@ -20,6 +21,7 @@ from models import (
     EventBody,
     EventTypePage,
     EventWrittenPage,
+    Instant,
     ReplayFailed,
     RotateSecret,
     TestDelivery,
@@ -181,7 +183,8 @@ def test_webhook(webhook_id: str, body: Annotated[TestDelivery | None, Body()] =
     "/v1/webhooks/<webhook_id>/deliveries",
     scopes=(READ,),
     tags=["deliveries"],
-    summary="Delivery history, newest first",
+    summary="Search the delivery history, newest first",
+    description=DELIVERY_SEARCH,
     responses=app.documented(200, 400, 404),
 )
 def list_deliveries(
@@ -190,10 +193,21 @@ def list_deliveries(
     cursor: Cursor = None,
     status: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
     event_type: Annotated[str | None, Query(max_length=LIMITS.max_event_type_length)] = None,
+    since: Annotated[Instant | None, Query(description="Created at or after (RFC 3339)")] = None,
+    until: Annotated[Instant | None, Query(description="Created before (RFC 3339)")] = None,
+    status_code: Annotated[int | None, Query(ge=100, le=599, description="The receiver's last answer")] = None,
 ) -> DeliveryPage:
     who = app.caller()
     page = webhooks.deliveries(
-        who.tenant_id, webhook_id, limit=limit, cursor=cursor, status=status, event_type=event_type
+        who.tenant_id,
+        webhook_id,
+        limit=limit,
+        cursor=cursor,
+        status=status,
+        event_type=event_type,
+        since=since,
+        until=until,
+        status_code=status_code,
     )
     return DeliveryPage(items=[d.public() for d in page.items], next_cursor=page.next_cursor)  # type: ignore[misc]
 

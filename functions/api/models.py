@@ -6,6 +6,7 @@ sets the environment before it imports the function, so the document states the 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -22,8 +23,12 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+# The shape of an RFC 3339 date-time (pydantic alone would also take "1" as seconds since 1970).
+_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
+
+
 def _text(value: Any) -> Any:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not _DATE_TIME.match(value):
         raise ValueError("must be an RFC 3339 date-time string")
     return value
 
@@ -50,6 +55,14 @@ EventTime = Annotated[
 ]
 
 
+DELIVERY_SEARCH = (
+    "Every filter given must match: `status`, `event_type` (exact or `family.*`), `since` (inclusive) and "
+    "`until` (exclusive) on when the delivery was created (RFC 3339 with a zone, e.g. `2026-06-16T09:30:00Z`; "
+    "`since` before `until`), `status_code` (the receiver's last answer, 100-599: only attempted deliveries "
+    "have one). A page may hold fewer than `limit` items while `next_cursor` is set (each page reads a bounded "
+    "part of the history): follow `next_cursor` until it is null, with the same filters (a cursor sent with "
+    "other filters is refused: 400 `cursor_mismatch`)."
+)
 FILTERS = f"Event filters (at most {LIMITS.max_filters}): exact types or trailing wildcards (`rollout.*`)"
 HEADERS = (
     f"Custom headers sent with every delivery (at most {LIMITS.max_custom_headers}): names are RFC 9110 tokens "

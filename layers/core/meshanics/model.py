@@ -7,6 +7,7 @@ back; the API functions turn them into their public shapes with `public()`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -16,7 +17,7 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from meshanics.clock import now_iso
+from meshanics.clock import now_iso, parse_moment
 from meshanics.errors import InvalidInput, NotFound
 
 # -- audit log ------------------------------------------------------------------------------------
@@ -335,6 +336,40 @@ class AttemptResult:
     attempt: Attempt
     status: Status
     next_attempt_at: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    """A search of an endpoint's delivery history: a delivery is listed when it matches every
+    filter set. `since` (inclusive) and `until` (exclusive) bound when it was created (its event
+    recorded), in the stored form (`clock.ceil_ms`); `status_code` is the receiver's last answer,
+    which only attempted deliveries have."""
+
+    status: Status | None = None
+    event_type: str | None = None  # exact, or a family wildcard (`rollout.*`)
+    since: str | None = None
+    until: str | None = None
+    status_code: int | None = None
+
+    @property
+    def attempted_only(self) -> bool:
+        """Whether only attempted deliveries can match (a waiting one is pending, with no answer)."""
+        return self.status in ("delivered", "failed") or self.status_code is not None
+
+    def within(self, created_at: str) -> bool:
+        """Whether a stored time is inside [since, until)."""
+        if self.since is None and self.until is None:
+            return True
+        moment = parse_moment(created_at)
+        return (self.since is None or moment >= parse_moment(self.since)) and (
+            self.until is None or moment < parse_moment(self.until)
+        )
+
+    def digest(self) -> str:
+        """A fingerprint of the filters, carried by the cursors of this search: a later page is
+        read with the filters of the first, or refused."""
+        raw = json.dumps([self.status, self.event_type, self.since, self.until, self.status_code])
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
 # -- API keys -------------------------------------------------------------------------------------

@@ -10,18 +10,28 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from meshanics import catalog, custom_headers, egress, filters, signing
 from meshanics.audit import AuditLog
-from meshanics.clock import later_than, now_iso
+from meshanics.clock import ceil_ms, later_than, now_iso
 from meshanics.config import Limits
 from meshanics.errors import Conflict, EgressRefused, InvalidInput, NotFound
 from meshanics.health import HealthReader
 from meshanics.history import DeliveryHistory, Page
 from meshanics.ids import looks_like, new_id
-from meshanics.model import Delivery, DeliveryJob, Endpoint, EventInput, Status, parse_delivery_id, secret_context
+from meshanics.model import (
+    Delivery,
+    DeliveryFilter,
+    DeliveryJob,
+    Endpoint,
+    EventInput,
+    Status,
+    parse_delivery_id,
+    secret_context,
+)
 from meshanics.operational import switched
 from meshanics.replay import replay
 from meshanics.store.deliveries import DeliveryStore
@@ -270,9 +280,14 @@ class WebhookService:
         *,
         limit: int,
         cursor: str | None,
-        status: Status | None,
-        event_type: str | None,
+        status: Status | None = None,
+        event_type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status_code: int | None = None,
     ) -> Page:
+        """The endpoint's deliveries matching every filter given, newest first: `since` (inclusive)
+        and `until` (exclusive) bound when they were created, `status_code` is the last answer."""
         self._endpoint(tenant_id, endpoint_id)  # 404 for an unknown (or another tenant's) endpoint
         if event_type == filters.ALL:
             event_type = None
@@ -282,9 +297,13 @@ class WebhookService:
                 filters.normalize([event_type], max_filters=1)
             except InvalidInput as refused:
                 raise InvalidInput(refused.message, code=refused.code, field="event_type") from None
-        return self._history.page(
-            tenant_id, endpoint_id, limit=limit, cursor=cursor, status=status, event_type=event_type
-        )
+        if status_code is not None and not 100 <= status_code <= 599:
+            raise InvalidInput("status_code must be an HTTP status code, 100-599", field="status_code")
+        window = {name: _stored_time(name, moment) for name, moment in (("since", since), ("until", until))}
+        if window["since"] and window["until"] and window["since"] >= window["until"]:
+            raise InvalidInput(f"since ({window['since']}) must be before until ({window['until']})", field="since")
+        search = DeliveryFilter(status, event_type, window["since"], window["until"], status_code)
+        return self._history.page(tenant_id, endpoint_id, limit=limit, cursor=cursor, search=search)
 
     def delivery(self, tenant_id: str, delivery_id: str) -> tuple[Delivery, str]:
         """A delivery and the exact envelope it sends."""
@@ -305,7 +324,9 @@ class WebhookService:
     ) -> list[Delivery]:
         """Replay the endpoint's failed deliveries created at or after `since` (newest first)."""
         self._endpoint(tenant_id, endpoint_id)
-        failed, _ = self._deliveries.page(tenant_id, endpoint_id, limit=limit, before=None, status="failed")
+        failed = self._deliveries.page(
+            tenant_id, endpoint_id, limit=limit, before=None, search=DeliveryFilter(status="failed")
+        ).items
         return [self.replay(tenant_id, actor, d.id) for d in failed if since is None or d.created_at >= since]
 
     # -- audit --------------------------------------------------------------------------------
@@ -313,3 +334,15 @@ class WebhookService:
         self._audit.append(
             tenant_id, [EventInput(event_type, subject=f"webhook/{endpoint_id}", actor=actor, data=data)]
         )
+
+
+def _stored_time(name: str, moment: datetime | None) -> str | None:
+    """A search bound in the form the history stores times in (they compare exactly)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise InvalidInput(f"{name} must carry a time zone (e.g. Z)", field=name)
+    try:
+        return ceil_ms(moment)
+    except OverflowError:
+        raise InvalidInput(f"{name} is out of range", field=name) from None
