@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from models import (
+    DELIVERY_SEARCH,
     LIMITS,
     DeliveryDetail,
     DeliveryPage,
@@ -20,6 +21,7 @@ from models import (
     EventBody,
     EventTypePage,
     EventWrittenPage,
+    Instant,
     Recover,
     Replay,
     ReplayFailed,
@@ -83,6 +85,7 @@ def create_webhook(body: Annotated[WebhookCreate, Body()]) -> WebhookWithSecret:
         description=body.description,
         allow_private_network=body.allow_private_network,
         enabled=body.enabled,
+        headers=body.headers,
     )
     return WebhookWithSecret(**endpoint.public(), secret=secret)
 
@@ -127,12 +130,13 @@ def webhook_stats(
     "/v1/webhooks/<webhook_id>",
     scopes=(ADMIN,),
     tags=["webhooks"],
-    summary="Change url, filters, description or state (re-enabling may also recover what it missed)",
+    summary="Change url, filters, description, state or custom headers (re-enabling may also recover what it missed)",
     responses=app.documented(200, 400, 404, 409, 413, 415, 422),
 )
 def update_webhook(webhook_id: str, body: Annotated[WebhookUpdate, Body()]) -> WebhookUpdated:
     who = app.caller()
     # Absent or null: unchanged (a null must not reach the core as a value, e.g. enabled=None).
+    # Inside `headers` a null is a value: it removes that header.
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     endpoint, recovery = webhooks.update(who.tenant_id, who.actor, webhook_id, changes)
     return WebhookUpdated(**endpoint.public(), recovery=Replay(**recovery.public()) if recovery else None)
@@ -184,7 +188,8 @@ def test_webhook(webhook_id: str, body: Annotated[TestDelivery | None, Body()] =
     "/v1/webhooks/<webhook_id>/deliveries",
     scopes=(READ,),
     tags=["deliveries"],
-    summary="Delivery history, newest first",
+    summary="Search the delivery history, newest first",
+    description=DELIVERY_SEARCH,
     responses=app.documented(200, 400, 404),
 )
 def list_deliveries(
@@ -193,10 +198,21 @@ def list_deliveries(
     cursor: Cursor = None,
     status: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
     event_type: Annotated[str | None, Query(max_length=LIMITS.max_event_type_length)] = None,
+    since: Annotated[Instant | None, Query(description="Created at or after (RFC 3339)")] = None,
+    until: Annotated[Instant | None, Query(description="Created before (RFC 3339)")] = None,
+    status_code: Annotated[int | None, Query(ge=100, le=599, description="The receiver's last answer")] = None,
 ) -> DeliveryPage:
     who = app.caller()
     page = webhooks.deliveries(
-        who.tenant_id, webhook_id, limit=limit, cursor=cursor, status=status, event_type=event_type
+        who.tenant_id,
+        webhook_id,
+        limit=limit,
+        cursor=cursor,
+        status=status,
+        event_type=event_type,
+        since=since,
+        until=until,
+        status_code=status_code,
     )
     return DeliveryPage(items=[d.public() for d in page.items], next_cursor=page.next_cursor)  # type: ignore[misc]
 

@@ -6,12 +6,14 @@ sets the environment before it imports the function, so the document states the 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
 from meshanics.config import settings
+from meshanics.model import HEADER_MASK
 
 LIMITS = settings().limits
 
@@ -21,8 +23,12 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+# The shape of an RFC 3339 date-time (pydantic alone would also take "1" as seconds since 1970).
+_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
+
+
 def _text(value: Any) -> Any:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not _DATE_TIME.match(value):
         raise ValueError("must be an RFC 3339 date-time string")
     return value
 
@@ -49,7 +55,22 @@ EventTime = Annotated[
 ]
 
 
+DELIVERY_SEARCH = (
+    "Every filter given must match: `status`, `event_type` (exact or `family.*`), `since` (inclusive) and "
+    "`until` (exclusive) on when the delivery was created (RFC 3339 with a zone, e.g. `2026-06-16T09:30:00Z`; "
+    "`since` before `until`), `status_code` (the receiver's last answer, 100-599: only attempted deliveries "
+    "have one). A page may hold fewer than `limit` items while `next_cursor` is set (each page reads a bounded "
+    "part of the history): follow `next_cursor` until it is null, with the same filters (a cursor sent with "
+    "other filters is refused: 400 `cursor_mismatch`)."
+)
 FILTERS = f"Event filters (at most {LIMITS.max_filters}): exact types or trailing wildcards (`rollout.*`)"
+HEADERS = (
+    f"Custom headers sent with every delivery (at most {LIMITS.max_custom_headers}): names are RFC 9110 tokens "
+    f"of at most {LIMITS.max_header_name_length} characters, case-insensitive; values printable ASCII of at most "
+    f"{LIMITS.max_header_value_length} characters; {LIMITS.max_custom_headers_bytes} bytes of names and values in "
+    "all. Refused: X-Meshanics-*, Meshanics-*, webhook-*, Content-*, Host, User-Agent, Cookie, Expect, Proxy-* "
+    "and the hop-by-hop headers. Values are write-only (sealed; responses show them masked)."
+)
 
 
 class WebhookCreate(Strict):
@@ -66,6 +87,10 @@ class WebhookCreate(Strict):
         default=False, description="Allow private/loopback receivers (link-local and metadata stay refused)"
     )
     enabled: bool = True
+    # repr=False: Powertools logs the handler's arguments at DEBUG, and the values are secrets.
+    headers: dict[str, str] = Field(
+        default_factory=dict, max_length=LIMITS.max_custom_headers, description=HEADERS, repr=False
+    )
 
 
 class WebhookUpdate(Strict):
@@ -78,6 +103,16 @@ class WebhookUpdate(Strict):
         default=None,
         description="With enabled: true, also recover the endpoint's failed deliveries and the events it "
         "missed while disabled, from this time until now (a replay, see POST /v1/webhooks/{id}/recover)",
+    )
+    # A change can name every header an endpoint may have plus as many to remove.
+    headers: dict[str, str | None] | None = Field(
+        default=None,
+        max_length=2 * LIMITS.max_custom_headers,
+        repr=False,
+        description=(
+            "Merged into the endpoint's custom headers: `name: value` sets or replaces that header (names match "
+            "case-insensitively), `name: null` removes it, headers not named stay. " + HEADERS
+        ),
     )
 
 
@@ -95,6 +130,9 @@ class Webhook(BaseModel):
     created_at: str
     updated_at: str
     secret_rotation_overlap_until: str | None = None
+    headers: dict[str, str] = Field(
+        default_factory=dict, description=f"Custom header names; every value is shown as {HEADER_MASK!r}"
+    )
 
 
 class WebhookHealth(BaseModel):

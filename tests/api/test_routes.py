@@ -50,6 +50,7 @@ WEBHOOK_FIELDS = {
     "created_at",
     "updated_at",
     "secret_rotation_overlap_until",
+    "headers",
 }
 DELIVERY_FIELDS = {
     "id",
@@ -1194,7 +1195,7 @@ def test_openapi_is_public_and_lists_every_route(platform: Platform) -> None:
     detail = spec["components"]["schemas"]["ErrorDetail"]
     assert set(detail["properties"]) == {"code", "message", "field"} and set(detail["required"]) == {"code", "message"}
     create = spec["components"]["schemas"]["WebhookCreate"]
-    assert set(create["properties"]) == {"url", "events", "description", "allow_private_network", "enabled"}
+    assert set(create["properties"]) == {"url", "events", "description", "allow_private_network", "enabled", "headers"}
     assert create["additionalProperties"] is False
     with_secret = spec["components"]["schemas"]["WebhookWithSecret"]
     assert "secret" in with_secret["properties"]

@@ -30,6 +30,11 @@ class Limits:
     max_url_length: int = 2048  # webhook and registry upstream URLs
     max_rotation_overlap: int = 7 * 86_400  # rotate-secret overlap_seconds (SecretRotationOverlapSeconds' MaxValue)
     max_test_message: int = 256
+    # -- custom headers of an endpoint (sent with each delivery; values sealed like the secret)
+    max_custom_headers: int = 10
+    max_header_name_length: int = 64
+    max_header_value_length: int = 2048  # room for a bearer JWT
+    max_custom_headers_bytes: int = 4096  # every name and value together
     # -- requests
     max_request_bytes: int = 262_144
     max_page_size: int = 100

@@ -7,6 +7,7 @@ back; the API functions turn them into their public shapes with `public()`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -17,7 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from meshanics.clock import now_iso
+from meshanics.clock import now_iso, parse_moment
 from meshanics.errors import InvalidInput, NotFound
 
 # -- audit log ------------------------------------------------------------------------------------
@@ -64,6 +65,8 @@ class AuditRecord:
 
 # -- endpoints ------------------------------------------------------------------------------------
 
+HEADER_MASK = "********"  # every custom header value, as responses show it: nothing of it, not even its length
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -80,9 +83,13 @@ class Endpoint:
     sealed_secret: bytes
     previous_sealed_secret: bytes | None = None
     previous_secret_expires_at: int | None = None
+    # Custom headers: their names in the clear (shown, masked), their values sealed beside the
+    # current secret (`custom_headers.SEALED_LABEL`), so one data key opens both.
+    header_names: tuple[str, ...] = ()
+    sealed_headers: bytes | None = None
 
     def public(self) -> dict[str, Any]:
-        """The API representation: never a secret, sealed or not."""
+        """The API representation: never a secret or a header value, sealed or not."""
         return {
             "id": self.id,
             "url": self.url,
@@ -98,6 +105,7 @@ class Endpoint:
                 if self.previous_secret_expires_at is not None and self.previous_overlap_active()
                 else None
             ),
+            "headers": dict.fromkeys(self.header_names, HEADER_MASK),
         }
 
     def previous_overlap_active(self, now: float | None = None) -> bool:
@@ -412,6 +420,40 @@ class Recovery:
             "counts": {name: int(self.counts.get(name, 0)) for name in COUNTS},
             "error": self.error,
         }
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    """A search of an endpoint's delivery history: a delivery is listed when it matches every
+    filter set. `since` (inclusive) and `until` (exclusive) bound when it was created (its event
+    recorded), in the stored form (`clock.ceil_ms`); `status_code` is the receiver's last answer,
+    which only attempted deliveries have."""
+
+    status: Status | None = None
+    event_type: str | None = None  # exact, or a family wildcard (`rollout.*`)
+    since: str | None = None
+    until: str | None = None
+    status_code: int | None = None
+
+    @property
+    def attempted_only(self) -> bool:
+        """Whether only attempted deliveries can match (a waiting one is pending, with no answer)."""
+        return self.status in ("delivered", "failed") or self.status_code is not None
+
+    def within(self, created_at: str) -> bool:
+        """Whether a stored time is inside [since, until)."""
+        if self.since is None and self.until is None:
+            return True
+        moment = parse_moment(created_at)
+        return (self.since is None or moment >= parse_moment(self.since)) and (
+            self.until is None or moment < parse_moment(self.until)
+        )
+
+    def digest(self) -> str:
+        """A fingerprint of the filters, carried by the cursors of this search: a later page is
+        read with the filters of the first, or refused."""
+        raw = json.dumps([self.status, self.event_type, self.since, self.until, self.status_code])
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
 # -- API keys -------------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from meshanics.model import AuditRecord
+from meshanics.model import AuditRecord, DeliveryFilter
 from meshanics.store.batch import conditional
-from meshanics.store.items import from_item, plain, to_item
+from meshanics.store.items import from_item, plain, time_window, to_item
 
 
 def record_from_values(values: Mapping[str, Any]) -> AuditRecord:
@@ -168,10 +168,11 @@ class AuditTable:
         *,
         below: int | None,
         above: int,
-        event_type: str | None,
+        search: DeliveryFilter,
         budget: int,
     ) -> tuple[list[AuditRecord], int | None]:
-        """The partition's records for `endpoint_id` with above < sequence < below, newest first.
+        """The partition's records for `endpoint_id` with above < sequence < below that match the
+        event type and time window of `search`, newest first.
 
         Reads at most `budget` records; if it stopped short of `above`, also returns the lowest
         sequence it examined (below that, this partition was not looked at).
@@ -182,19 +183,23 @@ class AuditTable:
         if below is not None:
             condition = "#part = :part AND #seq BETWEEN :above AND :below"
             values[":below"] = below - 1
-        wanted = "contains(#eps, :ep)"
-        if event_type:
+        wanted = ["contains(#eps, :ep)"]
+        if search.event_type:
             names["#type"] = "type"
-            if event_type.endswith(".*"):
-                wanted += " AND begins_with(#type, :type)"
-                values[":type"] = event_type[:-1]
+            if search.event_type.endswith(".*"):
+                wanted.append("begins_with(#type, :type)")
+                values[":type"] = search.event_type[:-1]
             else:
-                wanted += " AND #type = :type"
-                values[":type"] = event_type
+                wanted.append("#type = :type")
+                values[":type"] = search.event_type
+        window = time_window("#rec", search.since, search.until, values)
+        if window:
+            names["#rec"] = "recorded_at"
+            wanted += window
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": condition,
-            "FilterExpression": wanted,
+            "FilterExpression": " AND ".join(wanted),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": to_item(values),
             "ScanIndexForward": False,
@@ -205,7 +210,10 @@ class AuditTable:
             kwargs["Limit"] = budget - examined
             response = self._client().query(**kwargs)
             examined += int(response.get("ScannedCount", 0))
-            found.extend(record_from_values(from_item(item)) for item in response.get("Items", []))
+            for item in response.get("Items", []):
+                record = record_from_values(from_item(item))
+                if search.within(record.recorded_at):  # the expression kept its whole second
+                    found.append(record)
             last = response.get("LastEvaluatedKey")
             if last is None:
                 return found, None

@@ -17,28 +17,43 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from meshanics.clock import now_iso
+from meshanics.clock import now_iso, parse_moment
 from meshanics.errors import NotFound
 from meshanics.model import (
     MAX_ERROR,
     Attempt,
     AttemptResult,
     Delivery,
+    DeliveryFilter,
     DeliveryJob,
     Endpoint,
-    Status,
     parse_delivery_id,
 )
 from meshanics.store.batch import batch_get, conditional
 from meshanics.store.endpoints import EndpointStore
-from meshanics.store.items import from_item, to_item, to_value, update_expression
+from meshanics.store.items import from_item, time_window, to_item, to_value, update_expression
+from meshanics.store.tenants import SEQUENCE_SKEW
 
 FAILED_SHARDS = 8
 FAILED_INDEX = "failed"
+READ_BUDGET = 1000  # items a page of the history reads at most (a selective search ends it short)
+SEEK_PROBES = 64  # one-item reads to find where a search ending at `until` starts (2^64 sequences)
+ANY = DeliveryFilter()
+
+
+@dataclass(frozen=True)
+class Slice:
+    """A page of attempted deliveries, and where the next one starts: the items below `rest` were
+    not read yet (None: none of them matches)."""
+
+    items: list[Delivery]
+    rest: int | None
 
 
 def deliveries_pk(tenant_id: str, endpoint_id: str) -> str:
@@ -56,6 +71,17 @@ def _key(tenant_id: str, endpoint_id: str, sequence: int) -> dict[str, Any]:
 def _failed_shard(tenant_id: str, delivery_id: str) -> str:
     digest = hashlib.sha256(f"{tenant_id}/{delivery_id}".encode()).digest()
     return f"FAILED#{digest[0] % FAILED_SHARDS}"
+
+
+def _moved(moment: str, by: timedelta) -> datetime | None:
+    try:
+        return parse_moment(moment) + by
+    except OverflowError:  # beyond year 1 or 9999: no bound there
+        return None
+
+
+def _sequence(key: Mapping[str, Any]) -> int:
+    return int(key["sk"]["S"].removeprefix("D#"))
 
 
 def _from_item(item: Mapping[str, Any]) -> Delivery:
@@ -149,51 +175,146 @@ class DeliveryStore:
         *,
         limit: int,
         before: int | None,
-        status: Status | None = None,
-        event_type: str | None = None,
-    ) -> tuple[list[Delivery], bool]:
-        """Attempted deliveries below sequence `before`, newest first; filters apply before the page
-        is cut, so a page holds `limit` matches. The flag says whether more may follow."""
+        after: int = 0,
+        search: DeliveryFilter = ANY,
+        budget: int | None = None,
+    ) -> Slice:
+        """Attempted deliveries between sequences `after` and `before` (exclusive) that match
+        `search`, newest first.
+
+        The filters apply before the page is cut, so a page holds `limit` matches, unless `budget`
+        items (if given) were read first: a selective search, the slice says where to carry on.
+        """
         values: dict[str, Any] = {":pk": deliveries_pk(tenant_id, endpoint_id)}
         condition = "pk = :pk"
-        if before is not None:
+        if before is not None and after:
+            if before - after <= 1:
+                return Slice([], None)
+            condition += " AND sk BETWEEN :after AND :before"
+            values[":after"], values[":before"] = delivery_sk(after + 1), delivery_sk(before - 1)
+        elif before is not None:
             condition += " AND sk < :before"
             values[":before"] = delivery_sk(before)
+        elif after:
+            condition += " AND sk > :after"
+            values[":after"] = delivery_sk(after)
+        names: dict[str, str] = {}
+        match = []
+        if search.status:
+            match.append("#status = :status")
+            names["#status"] = "status"
+            values[":status"] = search.status
+        if search.event_type:
+            if search.event_type.endswith(".*"):
+                match.append("begins_with(event_type, :type)")
+                values[":type"] = search.event_type[:-1]
+            else:
+                match.append("event_type = :type")
+                values[":type"] = search.event_type
+        if search.status_code is not None:
+            match.append("last_status_code = :code")
+            values[":code"] = search.status_code
+        window = time_window("#created", search.since, search.until, values)
+        if window:
+            names["#created"] = "created_at"
+            match += window
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": condition,
             "ScanIndexForward": False,
-            "Limit": max(limit, 25),
         }
-        conditions = []
-        names: dict[str, str] = {}
-        if status:
-            conditions.append("#status = :status")
-            names["#status"] = "status"
-            values[":status"] = status
-        if event_type:
-            if event_type.endswith(".*"):
-                conditions.append("begins_with(event_type, :type)")
-                values[":type"] = event_type[:-1]
-            else:
-                conditions.append("event_type = :type")
-                values[":type"] = event_type
-        if conditions:
-            kwargs["FilterExpression"] = " AND ".join(conditions)
+        if match:
+            kwargs["FilterExpression"] = " AND ".join(match)
         if names:
             kwargs["ExpressionAttributeNames"] = names
         kwargs["ExpressionAttributeValues"] = to_item(values)
         found: list[Delivery] = []
+        read = 0
         while True:
+            # Filtered, a page may need many items read: ask for what the budget still allows.
+            allowed = READ_BUDGET if budget is None else budget - read
+            kwargs["Limit"] = allowed if match else min(max(limit, 25), allowed)
             response = self._client().query(**kwargs)
+            read += int(response.get("ScannedCount", 0))
             items = response.get("Items", [])
             for index, item in enumerate(items):
-                found.append(_from_item(item))
+                delivery = _from_item(item)
+                if not search.within(delivery.created_at):  # the expression kept its whole second
+                    continue
+                found.append(delivery)
                 if len(found) == limit:
-                    return found, "LastEvaluatedKey" in response or index < len(items) - 1
-            if "LastEvaluatedKey" not in response:
-                return found, False
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+                    more = "LastEvaluatedKey" in response or index < len(items) - 1
+                    return Slice(found, delivery.sequence if more else None)
+            last = response.get("LastEvaluatedKey")
+            if last is None:
+                return Slice(found, None)
+            if budget is not None and read >= budget:
+                return Slice(found, _sequence(last))
+            kwargs["ExclusiveStartKey"] = last
+
+    def span(self, tenant_id: str, endpoint_id: str, since: str | None, until: str | None) -> tuple[int, int | None]:
+        """The sequences a search of [since, until) need read: `(after, before)`, exclusive, with
+        every delivery of the endpoint at or below `after` created before `since` and every one at
+        or above `before` created at or after `until` (None: no such bound). Found by bisecting the
+        sequences with one-item reads, so the window is a key condition, not a read of everything
+        outside it filtered out. Sequences follow time within SEQUENCE_SKEW (store.tenants): an
+        item that much outside the window puts every sequence beyond it outside too."""
+        pk = deliveries_pk(tenant_id, endpoint_id)
+
+        def newest_below(sequence: int | None) -> tuple[int, datetime] | None:
+            condition = "pk = :pk" if sequence is None else "pk = :pk AND sk < :below"
+            values = {":pk": pk} if sequence is None else {":pk": pk, ":below": delivery_sk(sequence)}
+            response = self._client().query(
+                TableName=self._table,
+                KeyConditionExpression=condition,
+                ExpressionAttributeValues=to_item(values),
+                ProjectionExpression="sk, created_at",
+                ScanIndexForward=False,
+                Limit=1,
+            )
+            items = response.get("Items", [])
+            if not items:
+                return None
+            item = from_item(items[0])
+            return int(item["sk"].removeprefix("D#")), parse_moment(item["created_at"])
+
+        newest = newest_below(None) if since is not None or until is not None else None
+        if newest is None:
+            return 0, None
+        skew = timedelta(seconds=SEQUENCE_SKEW)
+        after = 0
+        if since is not None:
+            older = _moved(since, -skew)
+            if older is not None and newest[1] < older:
+                after = newest[0]
+            elif older is not None:
+                low, high = 0, newest[0] + 1  # the last item old enough is in [low, high)
+                for _ in range(SEEK_PROBES):
+                    if high - low <= 1:
+                        break
+                    middle = (low + high) // 2
+                    below = newest_below(middle)
+                    if below is None or below[1] < older:
+                        after = below[0] if below is not None else after
+                        low = middle  # nothing between it and `middle`: look above
+                    else:
+                        high = below[0]
+        before = None
+        if until is not None:
+            newer = _moved(until, skew)
+            if newer is not None and newest[1] >= newer:
+                low, high = after, newest[0]  # the first item new enough is in (low, high]
+                for _ in range(SEEK_PROBES):
+                    if high - low <= 1:
+                        break
+                    middle = (low + high) // 2
+                    below = newest_below(middle)
+                    if below is not None and below[1] >= newer:
+                        high = below[0]
+                    else:  # none below `middle`, or an older one: nothing to skip there
+                        low = middle
+                before = high
+        return after, before
 
     def _window_query(
         self, tenant_id: str, endpoint_id: str, *, after: int, since: str, until: str, statuses: Sequence[Status]
