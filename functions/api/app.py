@@ -1,4 +1,5 @@
-"""Tenant API: webhook endpoints, secrets, test deliveries, history, replay, the catalog and events.
+"""Tenant API: webhook endpoints, secrets, test deliveries, history, replay, the catalog, events and
+registry connections (routes in registries.py): every /v1 route, so one OpenAPI document has them all.
 
 Thin door: Powertools' resolver validates input against the models (and generates OpenAPI from
 them); each route declares the scope it needs in its decorator (meshanics_api.ApiResolver); the
@@ -30,6 +31,7 @@ from models import (
     WebhookUpdate,
     WebhookWithSecret,
 )
+from registries import router as registry_routes
 
 from meshanics import __version__, catalog, services
 from meshanics.errors import MeshanicsError
@@ -271,6 +273,10 @@ def write_events(body: Annotated[EventBody, Body()]) -> EventWrittenPage:
         for r in records
     ]
     return EventWrittenPage(items=written)  # type: ignore[arg-type]
+
+
+# -- registry connections (registries.py) ---------------------------------------------------------
+app.include_router(registry_routes)
 
 
 # The document and the docs page are built on request (not at import: see meshanics_api.openapi).

@@ -227,6 +227,29 @@ def api_create_webhook() -> dict[str, Any]:
     )
 
 
+def api_connect_registry() -> dict[str, Any]:
+    body = json.dumps(
+        {
+            "name": "acme",
+            "upstream_url": "https://registry.example.com",
+            "credentials": {"type": "token", "token": "EXAMPLE-UPSTREAM-TOKEN"},
+        }
+    ).encode()
+    request = HttpRequest(
+        "POST",
+        "/v1/registries",
+        _headers(
+            ("Authorization", f"Bearer {EXAMPLE_KEY}"),
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+        ),
+        body,
+    )
+    return proxy_event(
+        request, _api("/v1/registries", "a1b2c3d4-0000-4000-8000-000000000005"), authorizer=_AUTHORIZER, binary=True
+    )
+
+
 def registry_pull_manifest() -> dict[str, Any]:
     basic = base64.b64encode(f"token:{EXAMPLE_KEY}".encode()).decode()
     proxy = f"acme/edge-agent/manifests/{DIGEST}"
@@ -254,6 +277,7 @@ SAMPLES = {
     "authorizer-request.json": authorizer_request,
     "api-list-webhooks.json": api_list_webhooks,
     "api-create-webhook.json": api_create_webhook,
+    "api-connect-registry.json": api_connect_registry,
     "registry-pull-manifest.json": registry_pull_manifest,
 }
 

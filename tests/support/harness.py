@@ -37,9 +37,6 @@ class ApiResponse:
         return json.loads(self.body) if self.body else None
 
 
-REGISTRY_PREFIXES = ("/v1/registries", "/v2")
-
-
 class Platform:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
@@ -90,7 +87,8 @@ class Platform:
                 return ApiResponse(
                     401, {}, b'{"error":{"code":"unauthorized","message":"a valid API key is required"}}'
                 )
-        function = "registry" if path.startswith(REGISTRY_PREFIXES) else "api"
+        # As template.yaml routes: /v2 and /v2/{proxy+} to the pull facade, every /v1 route to the API.
+        function = "registry" if path == "/v2" or path.startswith("/v2/") else "api"
         event = api_event(method, path, body=body, query=query, raw_body=raw_body, headers=headers, authorizer=context)
         result = self.handler(function).lambda_handler(event, Context(function))
         raw = result.get("body") or ""

@@ -11,13 +11,16 @@ A route's scopes are declared once, in its decorator: they are checked before th
 validated, again by `caller()` inside the route, and stated in the OpenAPI document (description,
 `x-required-scopes`, 401 and 403). A route declared without scopes fails closed in `caller()`;
 routes that check their own (the registry's /v2) use `authenticated()`.
+
+Routes may live in other modules on an `ApiRouter` (the same decorators, `scopes=` included),
+included with `app.include_router(router)`: one resolver, one OpenAPI document.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.constants import (
@@ -30,7 +33,22 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from meshanics_api import errors, guards, openapi
 from meshanics_api.scopes import Caller, ScopeRegistry, Scopes, caller_of
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.api_gateway import Router
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+# A route's method and rule (as Powertools stores it: no trailing slash) -> the scopes it declared.
+DeclaredScopes = dict[tuple[str, str], Scopes]
+
+
+def methods_of(method: str | list[str] | tuple[str]) -> tuple[str, ...]:
+    return tuple(m.upper() for m in ((method,) if isinstance(method, str) else method))
+
+
+def refuse_empty_scopes(rule: str, scopes: Scopes | None) -> None:
+    if scopes is not None and not scopes:
+        raise ValueError(f"{rule}: scopes=() would open the route to no key; declare at least one")
 
 
 class ApiResolver(APIGatewayRestResolver):
@@ -50,6 +68,8 @@ class ApiResolver(APIGatewayRestResolver):
         self.max_request_bytes = max_request_bytes
         self.json_bodies_under = json_bodies_under
         self.error_notes = dict(error_notes or {})
+        # The scopes of the routes of a router being included (see include_router).
+        self._included_scopes: DeclaredScopes = {}
         errors.install(self)
 
     # -- routes declare their scopes ---------------------------------------------------------------
@@ -78,15 +98,16 @@ class ApiResolver(APIGatewayRestResolver):
         scopes: Scopes | None = None,
     ) -> Callable[[F], F]:
         """Powertools' route decorator, and `scopes`: the API key scopes that open the route (any one)."""
+        refuse_empty_scopes(rule, scopes)
         if scopes is not None:
-            if not scopes:
-                raise ValueError(f"{rule}: scopes=() would open the route to no key; declare at least one")
             description, responses, openapi_extensions = openapi.with_scopes(
                 scopes, description, responses, openapi_extensions
             )
         rule = rule.rstrip("/")  # as Powertools' REST resolver stores it
-        for item in (method,) if isinstance(method, str) else method:
-            self.scopes.declare(item, rule, self._compile_regex(rule), scopes)
+        for item in methods_of(method):
+            # A router's route arrives documented already; its scopes were recorded by the router.
+            declared = scopes if scopes is not None else self._included_scopes.get((item, rule))
+            self.scopes.declare(item, rule, self._compile_regex(rule), declared)
         return super().route(
             rule,
             method,
@@ -126,6 +147,17 @@ class ApiResolver(APIGatewayRestResolver):
 
     def head(self, rule: str, *args: Any, scopes: Scopes | None = None, **options: Any) -> Callable[[F], F]:
         return self.route(rule, "HEAD", *args, scopes=scopes, **options)
+
+    def include_router(self, router: Router, prefix: str | None = None) -> None:
+        """Powertools' include_router; an ApiRouter's routes keep the scopes they declared."""
+        declared: DeclaredScopes = getattr(router, "declared_scopes", {})
+        if declared and prefix:
+            raise ValueError("an ApiRouter's routes are declared with their full path: include it without a prefix")
+        self._included_scopes = declared
+        try:
+            super().include_router(router, prefix)
+        finally:
+            self._included_scopes = {}
 
     # -- the caller --------------------------------------------------------------------------------
     def caller(self) -> Caller:
