@@ -27,7 +27,9 @@ from models import (
     TestResult,
     Webhook,
     WebhookCreate,
+    WebhookDetail,
     WebhookPage,
+    WebhookStats,
     WebhookUpdate,
     WebhookWithSecret,
 )
@@ -96,12 +98,27 @@ def list_webhooks(limit: Limit = 20, cursor: Cursor = None) -> WebhookPage:
     "/v1/webhooks/<webhook_id>",
     scopes=(READ,),
     tags=["webhooks"],
-    summary="Get an endpoint",
+    summary="Get an endpoint and its health",
     responses=app.documented(200, 404),
 )
-def get_webhook(webhook_id: str) -> Webhook:
+def get_webhook(webhook_id: str) -> WebhookDetail:
     who = app.caller()
-    return Webhook(**webhooks.get(who.tenant_id, webhook_id).public())
+    endpoint = webhooks.get(who.tenant_id, webhook_id)
+    return WebhookDetail(**endpoint.public(), health=webhooks.health(who.tenant_id, webhook_id))  # type: ignore[arg-type]
+
+
+@app.get(
+    "/v1/webhooks/<webhook_id>/stats",
+    scopes=(READ,),
+    tags=["webhooks"],
+    summary="Delivery statistics over the last 24 hours or 7 days",
+    responses=app.documented(200, 400, 404),
+)
+def webhook_stats(
+    webhook_id: str, window: Annotated[Literal["24h", "7d"], Query(description="How far back")] = "24h"
+) -> WebhookStats:
+    who = app.caller()
+    return WebhookStats(**webhooks.stats(who.tenant_id, webhook_id, window))
 
 
 @app.patch(
@@ -216,7 +233,7 @@ def get_delivery(delivery_id: str) -> DeliveryDetail:
     scopes=(ADMIN,),
     status_code=202,
     tags=["deliveries"],
-    summary="Replay a failed delivery",
+    summary="Send a delivered or failed delivery again (same bytes, same idempotency key)",
     responses=app.documented(202, 404, 409),
 )
 def replay_delivery(delivery_id: str) -> DeliveryDetail:

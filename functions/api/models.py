@@ -84,10 +84,50 @@ class Webhook(BaseModel):
     description: str
     allow_private_network: bool
     enabled: bool
-    disabled_reason: str | None
+    disabled_reason: Literal["api", "failing", "gone"] | None = Field(
+        description="Why it is disabled: by the API (api), after failing every attempt for the configured "
+        "period (failing), or because the receiver answered 410 Gone (gone)"
+    )
     created_at: str
     updated_at: str
     secret_rotation_overlap_until: str | None = None
+
+
+class WebhookHealth(BaseModel):
+    consecutive_failures: int = Field(description="Failed attempts since the last success")
+    failing_since: str | None = Field(description="First failed attempt since the last success")
+    last_success_at: str | None
+    last_failure_at: str | None
+    last_status_code: int | None = Field(description="The receiver's last HTTP status code, if it answered")
+    attempts_24h: int
+    success_rate_24h: float | None = Field(description="Successful attempts / attempts, last 24 hours")
+
+
+class WebhookDetail(Webhook):
+    health: WebhookHealth
+
+
+class LatencyPercentiles(BaseModel):
+    p50: int | None
+    p95: int | None
+
+
+class ErrorCount(BaseModel):
+    error: str = Field(description="Kind of error: HTTP <status>, timeout, connection failed, TLS error, ...")
+    count: int
+
+
+class WebhookStats(BaseModel):
+    window: Literal["24h", "7d"]
+    from_: str = Field(alias="from")
+    to: str
+    attempts: int
+    delivered: int = Field(description="Attempts that succeeded")
+    retried: int = Field(description="Failed attempts with another attempt to come")
+    failed: int = Field(description="Deliveries that failed after their last attempt")
+    success_rate: float | None
+    latency_ms: LatencyPercentiles = Field(description="Attempt latency percentiles, interpolated in 12 buckets")
+    top_errors: list[ErrorCount]
 
 
 class WebhookWithSecret(Webhook):
@@ -177,6 +217,10 @@ class EventTypeInfo(BaseModel):
     description: str
     data: list[EventField]
     platform_only: bool = Field(description="Written only by the platform; POST /v1/events refuses it")
+    operational: bool = Field(
+        description="About one endpoint (data.webhook_id): never delivered to that endpoint, and never raised by "
+        "the delivery of another operational event"
+    )
 
 
 class Family(BaseModel):

@@ -66,6 +66,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/webhooks/{webhook_id}/rotate-secret", ADMIN, {"overlap_seconds": 60}),
     Route("POST", "/v1/webhooks/{webhook_id}/test", ADMIN, {"message": "hello"}),
     Route("GET", "/v1/webhooks/{webhook_id}/deliveries", READ),
+    Route("GET", "/v1/webhooks/{webhook_id}/stats", READ),
     Route("POST", "/v1/webhooks/{webhook_id}/replay", ADMIN, {"limit": 10}),
     Route("GET", "/v1/deliveries/{delivery_id}", READ),
     Route("POST", "/v1/deliveries/{delivery_id}/replay", ADMIN),

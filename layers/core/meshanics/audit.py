@@ -141,6 +141,9 @@ class AuditLog:
         now = datetime.now(UTC)
         records = []
         for sequence, event, data in zip(sequences, events, cleaned, strict=True):
+            endpoints = subscribed[event.type]
+            if catalog.CATALOG[event.type].operational:  # never to the endpoint it is about
+                endpoints = tuple(e for e in endpoints if e != data.get("webhook_id"))
             record = AuditRecord(
                 tenant_id=tenant_id,
                 sequence=sequence,
@@ -151,7 +154,7 @@ class AuditLog:
                 actor=event.actor,
                 data=data,
                 partition=self.table.partition(tenant_id, event.subject),
-                endpoints=subscribed[event.type],
+                endpoints=endpoints,
                 recorded_at=rfc3339(now),
             )
             records.append(replace(record, body=envelope.serialize(record)))

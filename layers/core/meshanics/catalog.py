@@ -74,6 +74,9 @@ class EventType:
     # Written only by the platform about itself (integrations management, integrity findings):
     # tenants' producers cannot write them, so a receiver can trust their origin.
     platform_only: bool = False
+    # Operational events about one endpoint (its `data.webhook_id`): never delivered to that
+    # endpoint, and a delivery of one never raises another (so they cannot loop).
+    operational: bool = False
 
     @property
     def field_names(self) -> frozenset[str]:
@@ -86,6 +89,7 @@ class EventType:
             "description": self.description,
             "data": [f.describe() for f in self.fields],
             "platform_only": self.platform_only,
+            "operational": self.operational,
         }
 
 
@@ -310,6 +314,42 @@ _TYPES: tuple[EventType, ...] = (
         (_WEBHOOK_ID, _t("previous_secret_expires_at", "end of the overlap window (RFC 3339)")),
     ),
     EventType(
+        "webhook.disabled",
+        "webhooks",
+        "A webhook endpoint was disabled: by the tenant (reason api), after failing every attempt for "
+        "the configured period (failing), or because its receiver answered 410 Gone (gone). Never "
+        "delivered to the endpoint it is about.",
+        (
+            _WEBHOOK_ID,
+            _s("reason", "api, failing or gone", required=True, max_length=16),
+            _t("failing_since", "first failed attempt of the failing period (failing)"),
+            _i("last_status_code", "the receiver's last HTTP status code, if it answered"),
+        ),
+        operational=True,
+    ),
+    EventType(
+        "webhook.enabled",
+        "webhooks",
+        "A disabled webhook endpoint was enabled again. Never delivered to the endpoint it is about.",
+        (_WEBHOOK_ID, _s("recovery_id", "the replay catching up on what it missed, if one was asked for")),
+        operational=True,
+    ),
+    EventType(
+        "webhook.delivery_exhausted",
+        "webhooks",
+        "A delivery failed after the last attempt of its retry schedule; it stays failed and can be "
+        "replayed. Never delivered to the endpoint it is about, never raised for operational events.",
+        (
+            _WEBHOOK_ID,
+            _s("delivery_id", "the failed delivery", required=True, max_length=64),
+            _i("sequence", "audit sequence of the event that was not delivered", required=True),
+            _s("event_type", "type of the event that was not delivered", max_length=64),
+            _i("attempts", "attempts made"),
+            _i("last_status_code", "the receiver's last HTTP status code, if it answered"),
+        ),
+        operational=True,
+    ),
+    EventType(
         "webhook.fanout_failed",
         "webhooks",
         "Events of this tenant could not be fanned out to its endpoints after every retry; an operator "
@@ -383,6 +423,10 @@ def project(type_name: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """Only the declared fields of `data`, in declaration order (what an envelope may carry)."""
     declared = CATALOG[type_name]
     return {spec.name: data[spec.name] for spec in declared.fields if spec.name in data}
+
+
+def operational_types() -> frozenset[str]:
+    return frozenset(t.name for t in _TYPES if t.operational)
 
 
 def subscribable_types() -> list[str]:

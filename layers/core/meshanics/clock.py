@@ -14,3 +14,8 @@ def now_iso(epoch: float | None = None) -> str:
 
 def parse_iso(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def later_than(previous: str) -> str:
+    """A timestamp strictly after `previous` (an item's updated_at guards concurrent updates)."""
+    return now_iso(max(time.time(), parse_iso(previous) + 0.001))

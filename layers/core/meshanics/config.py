@@ -160,6 +160,14 @@ class Settings:
         return self._int("SUBSCRIPTION_CACHE_MS", 1000) / 1000
 
     @cached_property
+    def endpoint_disable_after_seconds(self) -> int:
+        """An endpoint failing every attempt for this long is disabled (0: never)."""
+        seconds = self._int("ENDPOINT_DISABLE_AFTER_SECONDS", 5 * 86_400)
+        if seconds < 0:
+            raise ConfigurationError(f"ENDPOINT_DISABLE_AFTER_SECONDS must be 0 or more, got {seconds}")
+        return seconds
+
+    @cached_property
     def audit_retention_days(self) -> int:
         return self._int("AUDIT_RETENTION_DAYS", 400)
 

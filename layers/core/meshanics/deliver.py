@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import urllib3
 from urllib3.exceptions import (
@@ -36,10 +36,14 @@ from meshanics import aws, backoff, egress, signing
 from meshanics.clock import now_iso
 from meshanics.envelope import SPEC_VERSION
 from meshanics.errors import EgressRefused
+from meshanics.health import GONE, HealthRecorder, Observed
 from meshanics.jobqueue import DeliveryQueue
 from meshanics.model import Attempt, AttemptResult, Delivery, DeliveryJob, Endpoint
 from meshanics.sealing import Sealer
 from meshanics.store.deliveries import DeliveryStore
+
+if TYPE_CHECKING:
+    from meshanics.operational import OperationalEvents
 
 log = logging.getLogger("meshanics.delivery")
 
@@ -199,13 +203,14 @@ class Outcome:
 
     `done`: delete the job from the queue. Otherwise it stays queued and comes back after
     `retry_in` seconds (its visibility is changed), or after the queue's visibility timeout when
-    `retry_in` is None.
+    `retry_in` is None. `posted`: the attempt made a request (it counts in the endpoint's health).
     """
 
     status: OutcomeStatus
     done: bool
     retry_in: int | None = None
     attempt: Attempt | None = None
+    posted: bool = False
 
 
 def _released(seconds: int) -> Outcome:
@@ -226,9 +231,13 @@ class Deliverer:
         sender: Sender,
         attempt_deadline: float,
         concurrency: int = 10,
+        health: HealthRecorder | None = None,
+        operational: Callable[[], OperationalEvents] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._deliveries = deliveries
+        self._health = health
+        self._operational = operational
         self._sealer = sealer
         self._queue = queue
         self._schedule = schedule
@@ -302,7 +311,29 @@ class Deliverer:
 
         outcomes = list(self._pool.map(one, range(len(queued))))
         self._postpone(queued, outcomes)
+        self._report(queued, outcomes)
         return outcomes
+
+    def _report(self, queued: Sequence[QueuedJob], outcomes: Sequence[Outcome]) -> None:
+        """The batch's POSTs into the endpoints' health, and `delivery_exhausted` for deliveries that
+        failed for good (after they were recorded: a crash in between loses the notice, never the
+        delivery, which stays failed and replayable)."""
+        made = [(q.job, o) for q, o in zip(queued, outcomes, strict=True) if o.posted and o.attempt is not None]
+        exhausted = [
+            (job, o.attempt)
+            for job, o in made
+            if o.status == "failed" and o.attempt is not None and o.attempt.status_code != GONE
+        ]
+        if exhausted and self._operational is not None:
+            try:
+                self._operational().exhausted(exhausted)
+            except Exception:
+                log.exception("could not write delivery_exhausted for %d deliveries", len(exhausted))
+        if self._health is not None:
+            self._health.observe(
+                [Observed(job.tenant_id, job.endpoint_id, o.attempt, final=o.done) for job, o in made if o.attempt]
+            )
+            self._health.flush()
 
     def _postpone(self, queued: Sequence[QueuedJob], outcomes: Sequence[Outcome]) -> None:
         hidden = [
@@ -334,17 +365,24 @@ class Deliverer:
         at = now_iso(self._clock())
         if result.ok:
             attempt = Attempt(number, at, "delivered", result.status_code, result.duration_ms, None)
-            return self._record(AttemptResult(job, attempt, "delivered"), record)
+            return self._record(AttemptResult(job, attempt, "delivered"), record, posted=True)
         attempt = Attempt(number, at, "failed", result.status_code, result.duration_ms, result.error)
-        # The run's attempt number: a replay starts the schedule again from its first delay.
-        delay = backoff.next_delay(self._schedule, number - job.attempt_base, retry_after=result.retry_after)
+        # The run's attempt number: a replay starts the schedule again from its first delay. A 410
+        # Gone is final: the endpoint is disabled with it (see meshanics.health).
+        delay = (
+            None
+            if result.status_code == GONE
+            else backoff.next_delay(self._schedule, number - job.attempt_base, retry_after=result.retry_after)
+        )
         if delay is None:
             log.info("delivery %s failed for good: %s", job.delivery_id, result.error)
-            return self._record(AttemptResult(job, attempt, "failed"), record)
+            return self._record(AttemptResult(job, attempt, "failed"), record, posted=True)
         next_at = now_iso(self._clock() + delay)
-        return self._record(AttemptResult(job, attempt, "pending", next_at), record, retry_in=delay)
+        return self._record(AttemptResult(job, attempt, "pending", next_at), record, retry_in=delay, posted=True)
 
-    def _record(self, result: AttemptResult, seen: Delivery | None, *, retry_in: int | None = None) -> Outcome:
+    def _record(
+        self, result: AttemptResult, seen: Delivery | None, *, retry_in: int | None = None, posted: bool = False
+    ) -> Outcome:
         try:
             recorded = self._deliveries.record(result, seen)
         except Exception:
@@ -357,8 +395,8 @@ class Deliverer:
             )
             return DROPPED
         if result.status == "pending":
-            return Outcome("retrying", done=False, retry_in=retry_in, attempt=result.attempt)
-        return Outcome(result.status, done=True, attempt=result.attempt)
+            return Outcome("retrying", done=False, retry_in=retry_in, attempt=result.attempt, posted=posted)
+        return Outcome(result.status, done=True, attempt=result.attempt, posted=posted)
 
     def test(self, job: DeliveryJob, endpoint: Endpoint) -> Attempt:
         """One immediate attempt with no retry (test deliveries), recorded once it is made."""

@@ -271,15 +271,14 @@ class Delivery:
     def accepts(self, job: DeliveryJob) -> bool:
         """Whether `job` may make the next attempt of this delivery.
 
-        A pending delivery takes the job of its current run. A failed one takes a replay's job: one
-        that starts a new run at the current count (its record may not say pending yet). Anything
-        else is a stale copy: a job of an earlier run, or a duplicate of one that already finished.
+        A pending delivery takes the job of its current run. A settled one (failed or delivered)
+        takes a replay's job: one that starts a new run at the current count (its record may not
+        say pending yet). Anything else is a stale copy: a job of an earlier run, or a duplicate of
+        one that already finished.
         """
         if self.status == "pending":
             return job.attempt_base == self.attempt_base
-        if self.status == "failed":
-            return job.attempt_base == self.attempt_count and self.replays < MAX_REPLAYS
-        return False
+        return job.attempt_base == self.attempt_count and self.replays < MAX_REPLAYS
 
     def public(self, *, envelope: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {

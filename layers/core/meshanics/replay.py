@@ -51,9 +51,10 @@ class SweepReport:
 
 
 def replay(deliveries: DeliveryStore, audit: AuditTable, queue: DeliveryQueue, delivery: Delivery) -> None:
-    """Send a failed delivery again: same bytes, same idempotency key, attempt numbering continued."""
-    if delivery.status != "failed":
-        raise Conflict(f"only failed deliveries can be replayed; this one is {delivery.status}")
+    """Send a settled delivery (failed or delivered) again: same bytes, same idempotency key,
+    attempt numbering continued. A pending one is already on its way: a conflict."""
+    if delivery.status == "pending":
+        raise Conflict("this delivery is pending (an attempt is on its way); replay it once it is settled")
     if delivery.replays >= MAX_REPLAYS:
         raise Conflict(f"this delivery was already replayed {MAX_REPLAYS} times")
     record = audit.get(delivery.partition, delivery.sequence)

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from meshanics.audit import AuditLog
     from meshanics.deliver import Deliverer
     from meshanics.fanout import FanOut
+    from meshanics.health import HealthReader, HealthRecorder
     from meshanics.jobqueue import DeadLetters, DeliveryQueue
+    from meshanics.operational import OperationalEvents
     from meshanics.recovery import FanoutRecovery
     from meshanics.registry.connections import RegistryService
     from meshanics.registry.facade import PullFacade
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from meshanics.store.audit import AuditTable
     from meshanics.store.deliveries import DeliveryStore
     from meshanics.store.endpoints import EndpointStore
+    from meshanics.store.health import HealthStore
     from meshanics.store.tenants import TenantCounters
     from meshanics.webhooks import WebhookService
 
@@ -62,6 +65,13 @@ def delivery_store() -> DeliveryStore:
 
     s = settings()
     return DeliveryStore(dynamodb, s.integrations_table, retention_days=s.delivery_retention_days)
+
+
+@cache
+def health_store() -> HealthStore:
+    from meshanics.store.health import HealthStore
+
+    return HealthStore(dynamodb, settings().integrations_table)
 
 
 @cache
@@ -106,6 +116,27 @@ def audit_log() -> AuditLog:
     )
 
 
+@cache
+def operational_events() -> OperationalEvents:
+    from meshanics.operational import OperationalEvents
+
+    return OperationalEvents(endpoints=endpoint_store(), audit=audit_log())
+
+
+def health_recorder() -> HealthRecorder:
+    from meshanics.health import HealthRecorder
+
+    return HealthRecorder(
+        health_store(), switch=operational_events, disable_after_seconds=settings().endpoint_disable_after_seconds
+    )
+
+
+def health_reader() -> HealthReader:
+    from meshanics.health import HealthReader
+
+    return HealthReader(health_store())
+
+
 def fanout() -> FanOut:
     from meshanics.fanout import FanOut
 
@@ -125,6 +156,8 @@ def deliverer() -> Deliverer:
         sender=HttpSender(connect_timeout=s.connect_timeout, read_timeout=s.read_timeout),
         attempt_deadline=s.delivery_deadline,
         concurrency=s.delivery_concurrency,
+        health=health_recorder(),
+        operational=operational_events,
     )
 
 
@@ -142,6 +175,7 @@ def webhooks() -> WebhookService:
         queue=delivery_queue,
         limits=s.limits,
         rotation_overlap=s.rotation_overlap_seconds,
+        health=health_reader(),
     )
 
 
@@ -211,6 +245,8 @@ def reset() -> None:
         endpoint_store,
         delivery_store,
         api_keys,
+        health_store,
+        operational_events,
         delivery_queue,
         dead_letters,
         sealer,

@@ -14,12 +14,14 @@ from urllib.parse import urlsplit
 
 from meshanics import catalog, egress, filters, signing
 from meshanics.audit import AuditLog
-from meshanics.clock import now_iso, parse_iso
+from meshanics.clock import later_than, now_iso
 from meshanics.config import Limits
 from meshanics.errors import Conflict, EgressRefused, InvalidInput, NotFound
+from meshanics.health import HealthReader
 from meshanics.history import DeliveryHistory, Page
 from meshanics.ids import looks_like, new_id
 from meshanics.model import Delivery, DeliveryJob, Endpoint, EventInput, Status, parse_delivery_id, secret_context
+from meshanics.operational import switched
 from meshanics.replay import replay
 from meshanics.store.deliveries import DeliveryStore
 from meshanics.store.endpoints import EndpointStore
@@ -29,7 +31,7 @@ if TYPE_CHECKING:  # the sending path is imported only when a test delivery runs
     from meshanics.jobqueue import DeliveryQueue
     from meshanics.sealing import Sealer
 
-DISABLED_BY_API = "disabled through the API"
+DISABLED_BY_API = "api"
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,10 @@ class WebhookService:
         queue: Callable[[], DeliveryQueue],
         limits: Limits,
         rotation_overlap: int,
+        health: HealthReader,
         resolver: egress.Resolver = egress.system_resolver,
     ) -> None:
+        self._health = health
         self._endpoints = endpoints
         self._deliveries = deliveries
         self._audit = audit
@@ -139,6 +143,15 @@ class WebhookService:
     def get(self, tenant_id: str, endpoint_id: str) -> Endpoint:
         return self._endpoint(tenant_id, endpoint_id)
 
+    def health(self, tenant_id: str, endpoint_id: str) -> dict[str, Any]:
+        """Consecutive failures, last success and failure, success rate over the last 24 hours."""
+        return self._health.health(tenant_id, endpoint_id)
+
+    def stats(self, tenant_id: str, endpoint_id: str, window: str) -> dict[str, Any]:
+        """Delivered, retried and failed counts, success rate, latency, top errors over `window`."""
+        self._endpoint(tenant_id, endpoint_id)
+        return self._health.stats(tenant_id, endpoint_id, window)
+
     def _endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
         # An id that cannot be one is simply not found (and never reaches a key: sort keys are bounded).
         if not looks_like(endpoint_id, "ep"):
@@ -174,17 +187,17 @@ class WebhookService:
         )
         if not changed:
             return current
-        updated = replace(updated, updated_at=_later(current.updated_at))
+        updated = replace(updated, updated_at=later_than(current.updated_at))
         saved = self._endpoints.update(current, updated)
         if {"events", "enabled"} & set(changed):
             self._audit.subscriptions.settle(tenant_id)
-        self._record(
-            tenant_id,
-            actor,
+        updated_event = EventInput(
             "webhook.updated",
-            endpoint_id,
-            {"webhook_id": endpoint_id, "changed": changed, "enabled": saved.enabled},
+            subject=f"webhook/{endpoint_id}",
+            actor=actor,
+            data={"webhook_id": endpoint_id, "changed": changed, "enabled": saved.enabled},
         )
+        self._audit.append(tenant_id, [updated_event, *switched(current, saved, actor)])
         return saved
 
     def delete(self, tenant_id: str, actor: str, endpoint_id: str) -> None:
@@ -209,7 +222,7 @@ class WebhookService:
             sealed_secret=self._sealer.seal(secret, current.secret_context),
             previous_sealed_secret=current.sealed_secret if overlap else None,
             previous_secret_expires_at=expires if overlap else None,
-            updated_at=_later(current.updated_at),
+            updated_at=later_than(current.updated_at),
         )
         saved = self._endpoints.update(current, updated)
         self._record(
@@ -261,12 +274,12 @@ class WebhookService:
         return self._history.delivery(tenant_id, delivery_id)
 
     def replay(self, tenant_id: str, actor: str, delivery_id: str) -> Delivery:
-        """Send a failed delivery again (same bytes, same idempotency key), through the queue."""
+        """Send a delivered or failed delivery again (same bytes, same idempotency key), through the queue."""
         endpoint_id, sequence = parse_delivery_id(delivery_id)
         written = self._deliveries.find(tenant_id, endpoint_id, sequence)
         if written is None:
             self._history.addressed_record(tenant_id, endpoint_id, sequence)  # NotFound if it is not one
-            raise Conflict("only failed deliveries can be replayed; this one is pending")
+            raise Conflict("this delivery is pending (waiting for its first attempt); replay it once it is settled")
         replay(self._deliveries, self._audit.table, self._queue(), written)
         return self._deliveries.get(tenant_id, delivery_id)
 
@@ -283,8 +296,3 @@ class WebhookService:
         self._audit.append(
             tenant_id, [EventInput(event_type, subject=f"webhook/{endpoint_id}", actor=actor, data=data)]
         )
-
-
-def _later(previous: str) -> str:
-    """A new updated_at strictly after the previous one (it guards concurrent updates)."""
-    return now_iso(max(time.time(), parse_iso(previous) + 0.001))

@@ -270,7 +270,7 @@ class DeliveryStore:
             "last_error": attempt.error,
         }
         removes = ["gsi1pk", "gsi1sk"]
-        if seen.status == "failed":
+        if seen.status != "pending":
             sets["replays"] = seen.replays + 1  # a replay's job that arrived before its record said so
         if status == "delivered":
             sets["delivered_at"] = attempt.at
@@ -349,7 +349,7 @@ class DeliveryStore:
         return True
 
     def reopen(self, delivery: Delivery) -> bool:
-        """Show a failed delivery as pending once its replay's job is queued; False if it changed
+        """Show a settled delivery as pending once its replay's job is queued; False if it changed
         since it was read (the job may already have run: nothing to do)."""
         try:
             self._client().update_item(
@@ -357,12 +357,13 @@ class DeliveryStore:
                 Key=_key(delivery.tenant_id, delivery.endpoint_id, delivery.sequence),
                 UpdateExpression="SET #status = :pending, replays = if_not_exists(replays, :zero) + :one, "
                 "attempt_base = attempt_count, updated_at = :now REMOVE next_attempt_at, gsi1pk, gsi1sk",
-                ConditionExpression="#status = :failed AND attempt_count = :count",
+                ConditionExpression="#status IN (:failed, :delivered) AND attempt_count = :count",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=to_item(
                     {
                         ":pending": "pending",
                         ":failed": "failed",
+                        ":delivered": "delivered",
                         ":zero": 0,
                         ":one": 1,
                         ":now": now_iso(),
