@@ -14,7 +14,8 @@ from models import LIMITS, CredentialsUpdate, Registry, RegistryCreate, Registry
 
 from meshanics import services
 from meshanics.model import Credentials
-from meshanics_api import ApiRouter
+from meshanics_api import ApiRouter, idempotency
+from meshanics_api.idempotency import IdempotencyKey
 
 router = ApiRouter(
     max_request_bytes=LIMITS.max_request_bytes,
@@ -47,9 +48,13 @@ def _credentials(body: RegistryCreate | CredentialsUpdate) -> Credentials:
     tags=["registries"],
     summary="Connect an upstream (pending approval)",
     description=f"At most {LIMITS.max_registries} registry connections per tenant (then 422 limit_exceeded).",
-    responses=router.documented(201, 400, 409, 413, 415, 422),
+    responses=idempotency.documented(router.documented(201, 400, 409, 413, 415, 422)),
 )
-def connect_registry(body: Annotated[RegistryCreate, Body()]) -> Registry:
+def connect_registry(body: Annotated[RegistryCreate, Body()], idempotency_key: IdempotencyKey = None) -> Registry:
+    return Registry(**router.once(idempotency_key, lambda: _connect_registry(body).model_dump(mode="json")))
+
+
+def _connect_registry(body: RegistryCreate) -> Registry:
     who = router.caller()
     connection = registries.connect(
         who.tenant_id,

@@ -20,7 +20,11 @@ from meshanics import services
 from tests.api.support import DNS
 from tests.support.harness import Platform
 
-KEYS = {"IntegrationsTable": ("pk", "sk"), "AuditLogTable": ("partition", "sequence")}
+KEYS: dict[str, tuple[str, ...]] = {
+    "IntegrationsTable": ("pk", "sk"),
+    "AuditLogTable": ("partition", "sequence"),
+    "IdempotencyTable": ("id",),
+}
 
 
 def _is_literal(host: str) -> bool:
@@ -88,10 +92,11 @@ def shared_platform(world: dict[str, str]) -> Platform:
 def wipe(platform: Platform) -> None:
     """Empty the tables and queues and read the audit stream to its end."""
     ddb = boto3.client("dynamodb")
-    for table, (hash_key, range_key) in KEYS.items():
+    for table, key_names in KEYS.items():
         keys: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"TableName": table, "ProjectionExpression": "#h, #r"}
-        kwargs["ExpressionAttributeNames"] = {"#h": hash_key, "#r": range_key}
+        names = {f"#k{i}": name for i, name in enumerate(key_names)}
+        kwargs: dict[str, Any] = {"TableName": table, "ProjectionExpression": ", ".join(names)}
+        kwargs["ExpressionAttributeNames"] = names
         while True:
             page = ddb.scan(**kwargs)
             keys += page["Items"]

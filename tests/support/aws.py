@@ -69,6 +69,7 @@ def provision(overrides: dict[str, str] | None = None) -> dict[str, str]:
     env = {
         "AUDIT_TABLE": names["AuditLogTable"],
         "INTEGRATIONS_TABLE": names["IntegrationsTable"],
+        "IDEMPOTENCY_TABLE": names["IdempotencyTable"],
         "DELIVERY_QUEUE_URL": names["DeliveryQueue"],
         "DELIVERY_DLQ_URL": names["DeliveryDeadLetterQueue"],
         "FANOUT_FAILURE_QUEUE_URL": names["FanoutFailureQueue"],

@@ -3,8 +3,9 @@
 The one error shape and the mapping of every failure to it (errors), the caller and its scopes
 (scopes), request guards ahead of Powertools (guards), the OpenAPI customisation (openapi), the
 resolver that ties them together and whose routes declare their scopes (resolver), routers for
-routes kept in their own module (router), and the functions' logging (observability). The core
-(`meshanics`) stays unaware of HTTP.
+routes kept in their own module (router), `Idempotency-Key` on the routes that create
+(idempotency), and the functions' logging (observability). The core (`meshanics`) stays unaware
+of HTTP.
 """
 
 from meshanics_api.errors import ErrorDetail, ErrorResponse, error_response, proxy_error

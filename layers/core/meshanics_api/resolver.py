@@ -14,11 +14,14 @@ routes that check their own (the registry's /v2) use `authenticated()`.
 
 Routes may live in other modules on an `ApiRouter` (the same decorators, `scopes=` included),
 included with `app.include_router(router)`: one resolver, one OpenAPI document.
+
+Built with `idempotency=`, routes that take an `Idempotency-Key` run their work through `once()`
+(see meshanics_api.idempotency).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,6 +38,8 @@ from meshanics_api.scopes import Caller, ScopeRegistry, Scopes, caller_of
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.api_gateway import Router
+
+    from meshanics_api.idempotency import IdempotentRequests
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,14 +65,17 @@ class ApiResolver(APIGatewayRestResolver):
         max_request_bytes: int,
         json_bodies_under: str | None = "/v1/",
         error_notes: Mapping[int, str] | None = None,
+        idempotency: IdempotentRequests | None = None,
     ) -> None:
         """`json_bodies_under`: under this path prefix every request body must be a JSON object.
-        `error_notes`: this API's words for an error status in the document (e.g. what a 404 means)."""
+        `error_notes`: this API's words for an error status in the document (e.g. what a 404 means).
+        `idempotency`: where `once()` keeps the answers to requests with an Idempotency-Key."""
         super().__init__(enable_validation=True)
         self.scopes = ScopeRegistry()
         self.max_request_bytes = max_request_bytes
         self.json_bodies_under = json_bodies_under
         self.error_notes = dict(error_notes or {})
+        self.idempotency = idempotency
         # The scopes of the routes of a router being included (see include_router).
         self._included_scopes: DeclaredScopes = {}
         errors.install(self)
@@ -169,6 +177,24 @@ class ApiResolver(APIGatewayRestResolver):
         """The authenticated caller whatever its scopes, for routes that check their own."""
         return caller_of(self.current_event.raw_event)
 
+    # -- Idempotency-Key ---------------------------------------------------------------------------
+    def once(
+        self, key: str | None, produce: Callable[[], Mapping[str, Any]], *, sealed: Collection[str] = ()
+    ) -> dict[str, Any]:
+        """`produce()`'s answer, or, for a key seen before, the first answer (meshanics_api.idempotency).
+
+        `key`: the route's validated Idempotency-Key header; `sealed`: fields of the answer that
+        are stored sealed."""
+        if key is None:
+            return dict(produce())
+        if self.idempotency is None:
+            raise RuntimeError("a route takes an Idempotency-Key, but the resolver was built without idempotency=")
+        from meshanics_api.idempotency import Request
+
+        event = self.current_event
+        request = Request(self.caller().tenant_id, f"{event.http_method.upper()} {event.path}", key, event.json_body)
+        return self.idempotency.run(request, produce, sealed=sealed, context=self.lambda_context)
+
     # -- the door, ahead of Powertools -------------------------------------------------------------
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         # Not a middleware: Powertools runs request validation (and body parsing) before every middleware.
@@ -186,6 +212,10 @@ class ApiResolver(APIGatewayRestResolver):
         too_large = guards.oversized(event, self.max_request_bytes)
         if too_large is not None:
             return too_large
+        if self.idempotency is not None:
+            repeated = guards.one_header(event, self.idempotency.header)
+            if repeated is not None:
+                return repeated
         if self.json_bodies_under is not None and path.startswith(self.json_bodies_under):
             # Before parsing: Powertools accepts form and multipart bodies and fails with a 500 on some JSON.
             refusal = guards.json_body_refusal(event)

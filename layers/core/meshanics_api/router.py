@@ -15,7 +15,7 @@ scopes recorded, so the resolver that includes the router checks them exactly as
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from http import HTTPStatus
 from typing import Any, TypeVar
 
@@ -126,6 +126,12 @@ class ApiRouter(Router):
     def caller(self) -> Caller:
         """The authenticated caller, holding a scope the current route declares (as ApiResolver.caller)."""
         return self.resolver.caller()
+
+    def once(
+        self, key: str | None, produce: Callable[[], Mapping[str, Any]], *, sealed: Collection[str] = ()
+    ) -> dict[str, Any]:
+        """`produce()`'s answer, run once per Idempotency-Key (as ApiResolver.once)."""
+        return self.resolver.once(key, produce, sealed=sealed)
 
     def documented(
         self, status: int, *errors: int, description: str = "Successful Response"
