@@ -21,7 +21,7 @@ SECTIONS: dict[str, tuple[str, Callable[[], list[dict[str, Any]]]]] = {
     "delivery": ("Delivery: throughput and CPU per delivery", delivery.run),
     "cost": ("Cost: AWS API calls per delivered event per endpoint (fan-out + delivery)", cost.run),
     "fanout": ("Fan-out: per-event matching vs endpoints in the tenant", fanout.run),
-    "api": ("Tenant API latency through the local stack", api.run),
+    "api": ("Tenant API latency through the local platform", api.run),
     "registry": (
         f"Registry pull: {registry_pull.SIZE // (1024 * 1024)} MiB blob, sha256 verified by the client",
         registry_pull.run,

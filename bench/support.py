@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def aws_resources(overrides: dict[str, str] | None = None) -> Iterator[Any]:
     """moto in its own process with the template's resources; this process's env points the core at it."""
     from meshanics import services
-    from meshanics_local.stack import LocalStack
+    from meshanics_local.stack import LocalPlatform
 
     with tempfile.TemporaryDirectory() as state:
-        stack = LocalStack(
+        stack = LocalPlatform(
             api_port=0,
             aws_port=0,
             state_dir=Path(state),

@@ -1,4 +1,4 @@
-"""`meshanics`: the operator's command line, for the local stack or a deployed one.
+"""`meshanics`: the operator's command line, for the local platform or a deployed one.
 
     meshanics keys create --tenant acme --scope integrations:read --scope events:write
     meshanics keys list --tenant acme
@@ -10,7 +10,7 @@
     meshanics registries remove --tenant acme <registry-id>
 
 Target: `--stack-name NAME` (a deployed stack; AWS credentials and region from the environment),
-or the local stack started by `make run` (read from .local/stack.json), which is the default.
+or the local platform started by `make run` (read from .local/stack.json), which is the default.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _find_local_state() -> Path:
         candidate = folder / LOCAL_STATE
         if candidate.is_file():
             return candidate
-    raise CliError("no local stack found (.local/stack.json); start it with `make run`, or pass --stack-name")
+    raise CliError("no local platform found (.local/stack.json); start it with `make run`, or pass --stack-name")
 
 
 def _target_local() -> dict[str, str]:
@@ -182,7 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     from meshanics.apikeys import SCOPES
 
     parser = argparse.ArgumentParser(prog="meshanics", description="Operate Meshanics Integrations.")
-    parser.add_argument("--stack-name", help="a deployed stack (default: the local stack of `make run`)")
+    parser.add_argument("--stack-name", help="a deployed stack (default: the local platform of `make run`)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)

@@ -18,12 +18,13 @@ import pytest
 
 from meshanics import services
 from tests.api.support import DNS
+from tests.conftest import provision
 from tests.support.harness import Platform
 
 KEYS: dict[str, tuple[str, ...]] = {
-    "IntegrationsTable": ("pk", "sk"),
-    "AuditLogTable": ("partition", "sequence"),
-    "IdempotencyTable": ("id",),
+    "INTEGRATIONS_TABLE": ("pk", "sk"),
+    "AUDIT_TABLE": ("partition", "sequence"),
+    "IDEMPOTENCY_TABLE": ("id",),
 }
 
 
@@ -69,8 +70,6 @@ def world() -> Iterator[dict[str, str]]:
     """moto with the template's resources for the whole module; the core's env points at them."""
     from moto import mock_aws
 
-    from tests.support.aws import provision
-
     saved = dict(os.environ)
     with mock_aws():
         env = provision()
@@ -92,7 +91,8 @@ def shared_platform(world: dict[str, str]) -> Platform:
 def wipe(platform: Platform) -> None:
     """Empty the tables and queues and read the audit stream to its end."""
     ddb = boto3.client("dynamodb")
-    for table, key_names in KEYS.items():
+    for variable, key_names in KEYS.items():
+        table = platform.env[variable]
         keys: list[dict[str, Any]] = []
         names = {f"#k{i}": name for i, name in enumerate(key_names)}
         kwargs: dict[str, Any] = {"TableName": table, "ProjectionExpression": ", ".join(names)}

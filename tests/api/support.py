@@ -6,8 +6,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from meshanics_local.receiver import Receiver
 from tests.support.harness import ApiResponse, Platform
-from tests.support.receiver import Receiver
 
 TENANT = "acme"
 OTHER = "globex"

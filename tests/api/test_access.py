@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from typing import Any
 
@@ -12,6 +13,7 @@ import boto3
 import pytest
 
 from meshanics import services
+from meshanics_local.receiver import Behaviour, Receiver
 from tests.api.support import (
     ADMIN,
     EVENTS,
@@ -29,7 +31,6 @@ from tests.api.support import (
 )
 from tests.support.harness import ApiResponse, Platform
 from tests.support.lambda_events import Context
-from tests.support.receiver import Behaviour, Receiver
 
 QUIET = "vulnerability.resolved"
 SUCCESS = {
@@ -50,7 +51,7 @@ def call(platform: Platform, authorization: str | None, route: Route, **ids: str
 
 
 def audit_count() -> int:
-    return int(boto3.client("dynamodb").scan(TableName="AuditLogTable", Select="COUNT")["Count"])
+    return int(boto3.client("dynamodb").scan(TableName=os.environ["AUDIT_TABLE"], Select="COUNT")["Count"])
 
 
 def make_resources(platform: Platform, receiver: Receiver, key: str) -> dict[str, str]:
@@ -181,7 +182,7 @@ def test_a_revoked_key_is_401_at_once(platform: Platform) -> None:
 def test_keys_are_stored_only_as_a_hash(platform: Platform) -> None:
     key = platform.key(TENANT, [READ])
     secret_part = key.split("_", 2)[2]
-    items = boto3.client("dynamodb").scan(TableName="IntegrationsTable")["Items"]
+    items = boto3.client("dynamodb").scan(TableName=os.environ["INTEGRATIONS_TABLE"])["Items"]
     text = json.dumps(items, default=str)
     assert key not in text and secret_part not in text
     assert len(secret_part) >= 43  # 256 random bits, URL-safe base64

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from meshanics.config import CONFIGURABLE, Limits, Settings
+from meshanics_local.receiver import Receiver
 from tests.api.support import (
     ADMIN,
     EVENTS,
@@ -23,7 +24,6 @@ from tests.api.support import (
     rollout_created,
 )
 from tests.support.harness import Platform
-from tests.support.receiver import Receiver
 
 # A deployment with other limits than the defaults (template parameters), the rotation overlap's
 # default left as it is.
@@ -200,9 +200,10 @@ def test_registry_limits(deployed: Platform) -> None:
 
 # -- one source: the template and the core agree --------------------------------------------------
 def test_configurable_limits_are_template_parameters() -> None:
-    from tests.support.aws import template
+    from meshanics_local.template import load
+    from tests.conftest import ROOT
 
-    tpl = template()
+    tpl = load(ROOT / "template.yaml")
     variables = tpl["Globals"]["Function"]["Environment"]["Variables"]
     parameters = tpl["Parameters"]
     defaults = Limits()

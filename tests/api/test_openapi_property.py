@@ -32,9 +32,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from meshanics_local.receiver import Behaviour, Receiver
 from tests.api.support import DOCUMENTED, OPERATOR, SCOPES, TENANT, UPSTREAM, Route, receiver_webhook
 from tests.support.harness import Platform
-from tests.support.receiver import Behaviour, Receiver
 
 EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "20"))
 PUBLIC = frozenset({"/v1/openapi.json", "/v1/docs"})  # no authorizer on these routes (template.yaml)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import socket
@@ -17,6 +18,7 @@ import pytest
 from meshanics import services
 from meshanics.clock import parse_iso
 from meshanics.signing import verify
+from meshanics_local.receiver import Behaviour, Receiver
 from tests.api.support import (
     ADMIN,
     DOCUMENTED,
@@ -38,7 +40,6 @@ from tests.api.support import (
 )
 from tests.conftest import ROOT
 from tests.support.harness import Platform
-from tests.support.receiver import Behaviour, Receiver
 
 WEBHOOK_FIELDS = {
     "id",
@@ -962,7 +963,7 @@ def test_event_types_catalog(platform: Platform) -> None:
 def _audit_items(tenant: str | None = None) -> list[dict[str, Any]]:
     client = boto3.client("dynamodb")
     items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"TableName": "AuditLogTable"}
+    kwargs: dict[str, Any] = {"TableName": os.environ["AUDIT_TABLE"]}
     while True:
         page = client.scan(**kwargs)
         items += page["Items"]
@@ -1131,11 +1132,12 @@ def test_no_route_is_a_404_in_the_error_shape(platform: Platform, method: str, p
 
 def _template_routes(code_uri: str | None = "functions/api/") -> set[tuple[str, str]]:
     """(method, path) of the API events in template.yaml: of one function, or (None) of every one."""
-    from tests.support.aws import template
+    from meshanics_local.template import load
 
+    template = load(ROOT / "template.yaml")
     return {
         (event["Properties"]["Method"].upper(), event["Properties"]["Path"])
-        for resource in template()["Resources"].values()
+        for resource in template["Resources"].values()
         if resource["Type"] == "AWS::Serverless::Function" and code_uri in (None, resource["Properties"]["CodeUri"])
         for event in resource["Properties"].get("Events", {}).values()
         if event["Type"] == "Api"

@@ -1,5 +1,5 @@
-"""Tenant controls against a freshly started local stack, over real HTTP: the README's
-Idempotency-Key example, and `meshanics registries list|approve|remove`, both on the local stack
+"""Tenant controls against a freshly started local platform, over real HTTP: the README's
+Idempotency-Key example, and `meshanics registries list|approve|remove`, both on the local platform
 (.local/stack.json) and with `--stack-name` (the stack in the AWS emulation, as a deployed one)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import boto3
 import pytest
 import requests
 
-from meshanics_local.stack import LocalStack
+from meshanics_local.stack import LocalPlatform
 
 pytestmark = pytest.mark.e2e
 CLI = str(Path(sys.executable).with_name("meshanics"))
@@ -33,8 +33,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(workdir: Path) -> Iterator[LocalStack]:
-    with LocalStack(
+def stack(workdir: Path) -> Iterator[LocalPlatform]:
+    with LocalPlatform(
         api_port=0,
         aws_port=0,
         state_dir=workdir / ".local",
@@ -46,16 +46,16 @@ def stack(workdir: Path) -> Iterator[LocalStack]:
 
 
 @pytest.fixture(scope="module")
-def key(stack: LocalStack, workdir: Path) -> str:
+def key(stack: LocalPlatform, workdir: Path) -> str:
     return (workdir / ".local" / "demo-key").read_text().strip()
 
 
-def api(stack: LocalStack, key: str, method: str, path: str, **kwargs: Any) -> requests.Response:
+def api(stack: LocalPlatform, key: str, method: str, path: str, **kwargs: Any) -> requests.Response:
     headers = {"Authorization": f"Bearer {key}", **kwargs.pop("headers", {})}
     return requests.request(method, f"{stack.api_url}{path}", headers=headers, timeout=30, **kwargs)
 
 
-def connect(stack: LocalStack, key: str, name: str) -> dict[str, Any]:
+def connect(stack: LocalPlatform, key: str, name: str) -> dict[str, Any]:
     body = {
         "name": name,
         "upstream_url": "http://127.0.0.1:5999",
@@ -68,7 +68,7 @@ def connect(stack: LocalStack, key: str, name: str) -> dict[str, Any]:
 
 
 # -- Idempotency-Key, as the README shows it ------------------------------------------------------
-def test_the_readme_idempotency_example(stack: LocalStack, key: str) -> None:
+def test_the_readme_idempotency_example(stack: LocalPlatform, key: str) -> None:
     idempotency_key = str(uuid.uuid4())
     event = {"type": "rollout.created", "subject": "rollout/r-7", "data": {"rollout_id": "r-7", "device_count": 3}}
     headers = {"Idempotency-Key": idempotency_key}
@@ -98,7 +98,7 @@ def test_the_readme_idempotency_example(stack: LocalStack, key: str) -> None:
 
 
 # -- meshanics registries -------------------------------------------------------------------------
-def _aws(stack: LocalStack) -> dict[str, str]:
+def _aws(stack: LocalPlatform) -> dict[str, str]:
     return {
         "endpoint_url": stack.aws_url,
         "region_name": stack.region,
@@ -114,13 +114,13 @@ def cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.
     )
 
 
-def _audit_partitions(stack: LocalStack) -> set[str]:
+def _audit_partitions(stack: LocalPlatform) -> set[str]:
     table = stack.environment("ApiFunction")["AUDIT_TABLE"]
     items = boto3.client("dynamodb", **_aws(stack)).scan(TableName=table)["Items"]
     return {i["partition"]["S"] for i in items if i["type"]["S"].startswith("registry.")}
 
 
-def _registries_cli_round(stack: LocalStack, key: str, run: Any, tenant: str) -> None:
+def _registries_cli_round(stack: LocalPlatform, key: str, run: Any, tenant: str) -> None:
     pending = connect(stack, key, f"corp-{uuid.uuid4().hex[:8]}")
     other = connect(stack, key, f"mirror-{uuid.uuid4().hex[:8]}")
 
@@ -159,12 +159,12 @@ def _registries_cli_round(stack: LocalStack, key: str, run: Any, tenant: str) ->
     assert _audit_partitions(stack) == {f"{tenant}#0"}
 
 
-def test_cli_registries_against_the_local_stack(stack: LocalStack, key: str, workdir: Path) -> None:
+def test_cli_registries_against_the_local_stack(stack: LocalPlatform, key: str, workdir: Path) -> None:
     state = json.loads((workdir / ".local" / "stack.json").read_text())
     _registries_cli_round(stack, key, lambda *args: cli(workdir, *args), state["demo_tenant"])
 
 
-def test_cli_registries_with_stack_name(stack: LocalStack, key: str, tmp_path: Path) -> None:
+def test_cli_registries_with_stack_name(stack: LocalPlatform, key: str, tmp_path: Path) -> None:
     """As against a deployed stack: resources and parameters read from CloudFormation (the emulation's),
     credentials and region from the environment; no .local/stack.json in reach."""
     assert not (tmp_path / ".local").exists()

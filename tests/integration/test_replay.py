@@ -9,9 +9,9 @@ import pytest
 
 from meshanics import services
 from meshanics.jobqueue import DeliveryQueue
+from meshanics_local.receiver import Behaviour, Receiver
 from tests.support.harness import Platform
 from tests.support.lambda_events import Context
-from tests.support.receiver import Behaviour, Receiver
 
 ADMIN = ["integrations:admin", "events:write"]
 

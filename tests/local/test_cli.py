@@ -84,7 +84,7 @@ def test_run_answers_then_stops_cleanly(tmp_path: Path) -> None:
         deadline = time.monotonic() + 90
         while not ready.exists():
             assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            assert time.monotonic() < deadline, "the local stack did not become ready"
+            assert time.monotonic() < deadline, "the local platform did not become ready"
             time.sleep(0.1)
         state = json.loads((tmp_path / "stack.json").read_text())
         key = (tmp_path / "demo-key").read_text()

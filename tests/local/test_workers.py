@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 
 from meshanics_local.functions import Schedule
-from meshanics_local.schedules import ScheduleRunner, period_seconds
-from meshanics_local.sqs import to_delete
-from meshanics_local.streams import first_failure
+from meshanics_local.triggers import ScheduleRunner, first_failure, period_seconds, to_delete
 from meshanics_local.workers import FunctionPool, FunctionSpec, Invocation
 
 HANDLER = """

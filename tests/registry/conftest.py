@@ -126,13 +126,11 @@ class Door:
         key_id: str = "0123456789abcdef",
     ) -> Answer:
         context = authorizer_context(tenant, scopes if scopes is not None else DEVICE, key_id=key_id)
-        event = api_event(method, path, body=body, headers=headers, query=query, authorizer=context)
-        if body is None:
-            event["headers"].pop("Content-Type", None)
-            event["multiValueHeaders"].pop("Content-Type", None)
-        if accept:
-            event["headers"]["Accept"] = accept[-1]
-            event["multiValueHeaders"]["Accept"] = list(accept)
+        pairs = [*(headers or {}).items(), *(("Accept", value) for value in accept or [])]
+        content_type = None if body is None else "application/json"
+        event = api_event(
+            method, path, body=body, headers=pairs, query=query, authorizer=context, content_type=content_type
+        )
         function = "registry" if path == "/v2" or path.startswith("/v2/") else "api"  # as template.yaml routes
         result = self.handler(function).lambda_handler(event, Context(function))
         raw = result.get("body") or ""

@@ -1,4 +1,4 @@
-"""Settings from the environment variables that template.yaml sets (the local stack sets the same)."""
+"""Settings from the environment variables that template.yaml sets (the local platform sets the same)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,26 @@
-"""The DynamoDB stream poller: plays Lambda's event source mapping for a stream.
+"""Lambda's event sources, played from the template: the DynamoDB stream poller, the SQS poller and
+scheduled rules, each in background threads (`Loop`).
 
-Honours what the mapping configures: StartingPosition, FilterCriteria (records that do not match
+The stream poller honours what the mapping configures: StartingPosition, FilterCriteria (records that do not match
 are dropped), BatchSize within MaximumBatchingWindowInSeconds, ReportBatchItemFailures (retry from
 the lowest failed sequence number; earlier records are done), BisectBatchOnFunctionError (a raised
 error halves the batch; splitting does not count as a retry), MaximumRetryAttempts,
 MaximumRecordAgeInSeconds and the OnFailure destination, which receives an invocation record that
 describes the batch (Lambda's shape, plus an `error` member with the last error). Shards are read
 in order, one batch in flight per shard (ParallelizationFactor 1).
+
+The SQS poller receives up to BatchSize messages (AttributeNames All, a short long-poll) and keeps collecting for
+MaximumBatchingWindowInSeconds; after the invocation it deletes every message not listed in
+`batchItemFailures` (ReportBatchItemFailures) or, without that setting, every message. A raised
+function error (or an invalid failure report) deletes none. The visibility of failed messages is
+left alone: the handler may have changed it, otherwise the queue's VisibilityTimeout applies, and
+moto's own redrive moves a message to the dead-letter queue once its receive count reaches
+maxReceiveCount. Up to ScalingConfig.MaximumConcurrency batches run at once (capped by the
+function's worker pool). Messages that do not match FilterCriteria are deleted, as Lambda does.
+
+Scheduled rules invoke their target function with an EventBridge Scheduled Event on its rate:
+`rate(N minute|minutes|hour|hours|day|days)` is supported; `scale` divides the period (a demo or
+test can run a 15-minute sweep every few seconds). cron() expressions are not played locally.
 """
 
 from __future__ import annotations
@@ -14,24 +28,74 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshanics_local import filters
 from meshanics_local.awsserver import client
-from meshanics_local.events import dynamodb_stream_record
-from meshanics_local.functions import EventSourceMapping
+from meshanics_local.events import dynamodb_stream_record, scheduled_event, sqs_record
+from meshanics_local.functions import EventSourceMapping, Schedule
 from meshanics_local.workers import Invocation
 
-log = logging.getLogger("meshanics_local.streams")
+log = logging.getLogger("meshanics_local.triggers")
 Invoke = Callable[[dict[str, Any]], Invocation]
-
+RECEIVE_WAIT_SECONDS = 1
 _WHOLE_BATCH = -1
+_RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
+def failed_items(result: Any, identifiers: Iterable[str]) -> set[str] | None:
+    """The itemIdentifiers a partial batch response reports failed (empty: none failed), or None when
+    Lambda counts the whole batch failed: batchItemFailures is not a list, or an identifier is missing,
+    empty or not one of the batch's."""
+    if not isinstance(result, dict) or result.get("batchItemFailures") is None:
+        return set()
+    failures = result["batchItemFailures"]
+    failed = (
+        {f.get("itemIdentifier") if isinstance(f, dict) else None for f in failures}
+        if isinstance(failures, list)
+        else {None}
+    )
+    return None if failed - set(identifiers) else failed  # type: ignore[return-value]
+
+
+class Loop:
+    """Background threads that run `step()` until `stop()`, as Lambda's pollers run: an error in a step is
+    logged and the step tried again a second later."""
+
+    def __init__(self, name: str, threads: int = 1) -> None:
+        self.name = name
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, name=f"{name}:{i}", daemon=True) for i in range(threads)]
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(15)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:
+                if not self._stop.is_set():
+                    log.exception("%s failed; retrying", self.name)
+                    self._stop.wait(1.0)
+
+
+# ------------------------------------------------------------------------------- DynamoDB streams
 def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch * 1000) % 1000:03d}Z"
 
@@ -41,21 +105,11 @@ def first_failure(result: Any, batch: Sequence[dict[str, Any]]) -> int | None:
 
     An itemIdentifier that is missing, empty or not a sequence number of the batch fails the batch.
     """
-    if not isinstance(result, dict) or "batchItemFailures" not in result:
-        return None
-    failures = result["batchItemFailures"]
-    if failures is None:
-        return None
-    if not isinstance(failures, list):
-        return _WHOLE_BATCH
     positions = {r["dynamodb"]["SequenceNumber"]: i for i, r in enumerate(batch)}
-    indexes: list[int] = []
-    for failure in failures:
-        identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
-        if not identifier or identifier not in positions:
-            return _WHOLE_BATCH
-        indexes.append(positions[identifier])
-    return min(indexes) if indexes else None
+    failed = failed_items(result, positions)
+    if failed is None:
+        return _WHOLE_BATCH
+    return min(positions[f] for f in failed) if failed else None
 
 
 @dataclass
@@ -78,7 +132,7 @@ class StreamFaults:
         self.rng = random.Random(self.seed)
 
 
-class StreamPoller:
+class StreamPoller(Loop):
     def __init__(
         self,
         mapping: EventSourceMapping,
@@ -95,19 +149,11 @@ class StreamPoller:
         self._region = region
         self._function_arn = function_arn
         self._poll = poll_interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"stream:{mapping.logical_id}", daemon=True)
+        super().__init__(f"stream:{mapping.logical_id}")
         self._streams = client("dynamodbstreams", endpoint)
         self._done_shards: set[str] = set()
         self.invocations = 0
         self.faults = StreamFaults()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
     # -- shards -------------------------------------------------------------------------------
     def _next_shard(self) -> str | None:
@@ -130,17 +176,8 @@ class StreamPoller:
         return str(response["ShardIterator"])
 
     # -- the loop -----------------------------------------------------------------------------
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._poll_shards()
-            except Exception:
-                if self._stop.is_set():
-                    return
-                log.exception("%s: polling failed; retrying", self.mapping.logical_id)
-                self._stop.wait(1.0)
-
-    def _poll_shards(self) -> None:
+    def step(self) -> None:
+        """Read the next open shard to its end (or until stopped), invoking as the mapping says."""
         shard_id = self._next_shard()
         if shard_id is None:
             self._stop.wait(self._poll)
@@ -156,7 +193,7 @@ class StreamPoller:
                 response = self._streams.get_records(ShardIterator=iterator, Limit=1000)
                 for raw in response.get("Records", []):
                     record = dynamodb_stream_record(raw, stream_arn=self.mapping.source_arn, region=self._region)
-                    if filters.matches_any(self.mapping.filter_patterns, record):
+                    if self.mapping.passes(record):
                         if not buffer:
                             first_seen = time.monotonic()
                         buffer.append(record)
@@ -300,3 +337,164 @@ def send_to_destination(arn: str, record: dict[str, Any], endpoint: str) -> None
         client("sns", endpoint).publish(TopicArn=arn, Message=body)
     else:
         log.error("destination %s is not supported locally", arn)
+
+
+# ------------------------------------------------------------------------------- SQS
+def to_delete(result: Any, batch: Sequence[dict[str, Any]], *, report_failures: bool) -> list[dict[str, Any]]:
+    """The records to delete after a successful invocation (none if the failure report is invalid)."""
+    if not report_failures:
+        return list(batch)
+    failed = failed_items(result, (r["messageId"] for r in batch))
+    return [] if failed is None else [r for r in batch if r["messageId"] not in failed]
+
+
+def _filter_view(record: dict[str, Any]) -> dict[str, Any]:
+    """What FilterCriteria see: the record, with a JSON body parsed (as Lambda does)."""
+    try:
+        body = json.loads(record["body"])
+    except ValueError:
+        return record
+    return record | {"body": body}
+
+
+class QueuePoller(Loop):
+    def __init__(
+        self,
+        mapping: EventSourceMapping,
+        invoke: Invoke,
+        *,
+        endpoint: str,
+        region: str,
+        concurrency: int,
+    ) -> None:
+        self.mapping = mapping
+        self._invoke = invoke
+        self._endpoint = endpoint
+        self._region = region
+        super().__init__(f"sqs:{mapping.logical_id}", max(1, concurrency))
+        self._sqs = client("sqs", endpoint)  # shared by the threads (boto3 clients are thread-safe)
+        self.queue_url = str(self._sqs.get_queue_url(QueueName=mapping.source_arn.rsplit(":", 1)[1])["QueueUrl"])
+        self.invocations = 0
+
+    def step(self) -> None:
+        batch = self._collect(self._sqs)
+        if batch:
+            self._process(self._sqs, batch)
+
+    def _receive(self, sqs: Any, count: int, wait: int) -> list[dict[str, Any]]:
+        response = sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=max(1, min(10, count)),
+            WaitTimeSeconds=wait,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        records = [
+            sqs_record(m, queue_arn=self.mapping.source_arn, region=self._region) for m in response.get("Messages", [])
+        ]
+        if not self.mapping.filter_patterns:
+            return records
+        kept = [r for r in records if self.mapping.passes(_filter_view(r))]
+        dropped = [r for r in records if r not in kept]
+        if dropped:
+            self._delete(sqs, dropped)
+        return kept
+
+    def _collect(self, sqs: Any) -> list[dict[str, Any]]:
+        size = self.mapping.batch_size
+        batch = self._receive(sqs, size, RECEIVE_WAIT_SECONDS)
+        if not batch:
+            return []
+        deadline = time.monotonic() + self.mapping.window_seconds
+        while len(batch) < size and not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            more = self._receive(sqs, size - len(batch), 0)
+            if more:
+                batch.extend(more)
+            else:
+                self._stop.wait(min(0.1, remaining))
+        return batch
+
+    def _process(self, sqs: Any, batch: list[dict[str, Any]]) -> None:
+        invocation = self._invoke({"Records": batch})
+        self.invocations += 1
+        if not invocation.ok:
+            log.info(
+                "%s: function error on a batch of %d; none deleted: %s",
+                self.mapping.logical_id,
+                len(batch),
+                invocation.error_message,
+            )
+            return
+        done = to_delete(invocation.result, batch, report_failures=self.mapping.report_batch_item_failures)
+        if len(done) < len(batch):
+            log.info("%s: %d of %d messages failed", self.mapping.logical_id, len(batch) - len(done), len(batch))
+        self._delete(sqs, done)
+
+    def _delete(self, sqs: Any, records: Sequence[dict[str, Any]]) -> None:
+        for start in range(0, len(records), 10):
+            chunk = records[start : start + 10]
+            response = sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(chunk)],
+            )
+            for failed in response.get("Failed", []):
+                log.warning("%s: could not delete a message: %s", self.mapping.logical_id, failed.get("Message"))
+
+
+# ------------------------------------------------------------------------------- schedules
+def period_seconds(expression: str) -> float | None:
+    """The period of a rate() expression, or None for expressions not played locally (cron)."""
+    match = _RATE.fullmatch(expression.strip())
+    if not match:
+        return None
+    count, unit = int(match.group(1)), match.group(2).rstrip("s")
+    if count < 1 or (count == 1) != (match.group(2) == unit):
+        raise ValueError(f"{expression!r}: use '1 {unit}' or 'N {unit}s'")
+    return float(count * _UNIT_SECONDS[unit])
+
+
+class ScheduleRunner(Loop):
+    def __init__(
+        self, schedule: Schedule, invoke: Callable[[Any], Invocation], *, region: str, scale: float = 1.0
+    ) -> None:
+        self.schedule = schedule
+        self._invoke = invoke
+        self._region = region
+        period = period_seconds(schedule.expression)
+        self.period = None if period is None else period / max(scale, 1e-6)
+        super().__init__(f"schedule:{schedule.logical_id}")
+        self._next_run = 0.0
+        self.invocations = 0
+
+    @property
+    def active(self) -> bool:
+        return self.schedule.enabled and self.period is not None
+
+    def start(self) -> None:
+        if not self.schedule.enabled:
+            return
+        if self.period is None:
+            log.warning("%s: %s is not played locally", self.schedule.logical_id, self.schedule.expression)
+            return
+        self._next_run = time.monotonic() + self.period
+        super().start()
+
+    def event(self) -> Any:
+        if self.schedule.input is not None:
+            constant = self.schedule.input
+            return json.loads(constant) if isinstance(constant, str) else constant
+        return scheduled_event(rule_arn=self.schedule.rule_arn, region=self._region)
+
+    def step(self) -> None:
+        assert self.period is not None
+        if self._stop.wait(max(0.0, self._next_run - time.monotonic())):
+            return
+        self._next_run += self.period
+        invocation = self._invoke(self.event())
+        self.invocations += 1
+        if not invocation.ok:
+            log.warning("%s: %s failed: %s", self.schedule.logical_id, self.schedule.function, invocation.error_message)
+        self._next_run = max(self._next_run, time.monotonic())
