@@ -58,7 +58,9 @@ def load_handler(name: str):  # type: ignore[no-untyped-def]
     import importlib
 
     path = str(ROOT / "functions" / name)
-    for module in ("app", "models"):
+    # Every module of a function directory is top-level (`app`, `models`, ...): forget them all, so
+    # this function's are imported from its directory, read with the current environment.
+    for module in {p.stem for d in (ROOT / "functions").iterdir() for p in d.glob("*.py")}:
         sys.modules.pop(module, None)
     sys.path.insert(0, path)
     try:

@@ -5,6 +5,9 @@
     meshanics keys revoke --tenant acme <key-id>
     meshanics replay sweep
     meshanics replay delivery --tenant acme <delivery-id>
+    meshanics registries list --tenant acme
+    meshanics registries approve --tenant acme <registry-id>
+    meshanics registries remove --tenant acme <registry-id>
 
 Target: `--stack-name NAME` (a deployed stack; AWS credentials and region from the environment),
 or the local platform started by `make run` (read from .local/stack.json), which is the default.
@@ -29,6 +32,17 @@ RESOURCE_ENV = {
     "DeliveryDeadLetterQueue": "DELIVERY_DLQ_URL",
     "SealingKey": "SEALING_KEY_ID",
 }
+# Template parameters the core reads from the functions' environment when it writes: the CLI's audit
+# events (registry approvals and removals) land in the same shards, with the same retention, as theirs.
+PARAMETER_ENV = {
+    "AuditShards": "AUDIT_SHARDS",
+    "AuditRetentionDays": "AUDIT_RETENTION_DAYS",
+    "MaxAuditRecordBytes": "MAX_AUDIT_RECORD_BYTES",
+    "SubscriptionCacheMs": "SUBSCRIPTION_CACHE_MS",
+    "DeliveryRetentionDays": "DELIVERY_RETENTION_DAYS",
+}
+# Who the audit log and `approved_by` name for what the CLI does.
+ACTOR = "operator:cli"
 
 
 class CliError(Exception):
@@ -51,7 +65,8 @@ def _target_local() -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
         "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
     }
-    env.update({k: v for k, v in state.get("environment", {}).items() if k in RESOURCE_ENV.values()})
+    wanted = {*RESOURCE_ENV.values(), *PARAMETER_ENV.values()}
+    env.update({k: v for k, v in state.get("environment", {}).items() if k in wanted})
     return env
 
 
@@ -65,6 +80,10 @@ def _target_stack(stack_name: str) -> dict[str, str]:
             resource = cfn.describe_stack_resource(StackName=stack_name, LogicalResourceId=logical)
             physical = resource["StackResourceDetail"]["PhysicalResourceId"]
             env[variable] = physical
+        (stack,) = cfn.describe_stacks(StackName=stack_name)["Stacks"]
+        for parameter in stack.get("Parameters", []):
+            if parameter["ParameterKey"] in PARAMETER_ENV:
+                env[PARAMETER_ENV[parameter["ParameterKey"]]] = parameter["ParameterValue"]
     except Exception as error:  # botocore errors carry their own clear message
         raise CliError(f"could not read stack {stack_name}: {error}") from None
     return env
@@ -117,8 +136,45 @@ def _replay_sweep(args: argparse.Namespace) -> int:
 def _replay_delivery(args: argparse.Namespace) -> int:
     from meshanics import services
 
-    delivery = services.webhooks().replay(args.tenant, "operator:cli", args.delivery_id)
+    delivery = services.webhooks().replay(args.tenant, ACTOR, args.delivery_id)
     print(json.dumps(delivery.public(), indent=2))
+    return 0
+
+
+def _registries_list(args: argparse.Namespace) -> int:
+    from meshanics import services
+    from meshanics.config import settings
+
+    registries = services.registries()
+    connections: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = registries.page(args.tenant, limit=settings().limits.max_page_size, cursor=cursor)
+        connections += [c.public() for c in page if args.status in (None, c.status)]
+        if cursor is None:
+            break
+    if args.json:
+        print(json.dumps(connections, indent=2))
+        return 0
+    print(f"{'REGISTRY ID':<28} {'NAME':<24} {'STATUS':<9} {'CREATED':<26} UPSTREAM")
+    for c in connections:
+        print(f"{c['id']:<28} {c['name']:<24} {c['status']:<9} {c['created_at']:<26} {c['upstream_url']}")
+    return 0
+
+
+def _registries_approve(args: argparse.Namespace) -> int:
+    from meshanics import services
+
+    approved = services.registries().approve(args.tenant, ACTOR, args.registry_id)
+    print(json.dumps(approved.public(), indent=2))
+    return 0
+
+
+def _registries_remove(args: argparse.Namespace) -> int:
+    from meshanics import services
+
+    services.registries().remove(args.tenant, ACTOR, args.registry_id)
+    print(f"removed {args.registry_id}", file=sys.stderr)
     return 0
 
 
@@ -151,6 +207,22 @@ def _parser() -> argparse.ArgumentParser:
     one.add_argument("--tenant", required=True)
     one.add_argument("delivery_id")
     one.set_defaults(run=_replay_delivery)
+
+    registries = commands.add_parser("registries", help="registry connections (pull-through upstreams)")
+    registry = registries.add_subparsers(dest="action", required=True)
+    listing = registry.add_parser("list", help="list a tenant's connections (never their credentials)")
+    listing.add_argument("--tenant", required=True)
+    listing.add_argument("--status", choices=("pending", "approved"), help="only connections in this state")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=_registries_list)
+    approve = registry.add_parser("approve", help="approve a pending connection (devices may pull through it)")
+    approve.add_argument("--tenant", required=True)
+    approve.add_argument("registry_id")
+    approve.set_defaults(run=_registries_approve)
+    remove = registry.add_parser("remove", help="remove a connection")
+    remove.add_argument("--tenant", required=True)
+    remove.add_argument("registry_id")
+    remove.set_defaults(run=_registries_remove)
     return parser
 
 

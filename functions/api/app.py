@@ -1,4 +1,5 @@
-"""Tenant API: webhook endpoints, secrets, test deliveries, history, replay, the catalog and events.
+"""Tenant API: webhook endpoints, secrets, test deliveries, history, replay, the catalog, events and
+registry connections (routes in registries.py): every /v1 route, so one OpenAPI document has them all.
 
 Thin door: Powertools' resolver validates input against the models (and generates OpenAPI from
 them); each route declares the scope it needs in its decorator (meshanics_api.ApiResolver); the
@@ -38,11 +39,13 @@ from models import (
     WebhookUpdated,
     WebhookWithSecret,
 )
+from registries import router as registry_routes
 
 from meshanics import __version__, catalog, services
 from meshanics.errors import MeshanicsError
 from meshanics.model import EventInput
-from meshanics_api import ApiResolver, api_logger, entry_point
+from meshanics_api import ApiResolver, api_logger, entry_point, idempotency
+from meshanics_api.idempotency import IdempotencyKey, IdempotentRequests
 
 logger = api_logger()
 app = ApiResolver(
@@ -51,6 +54,7 @@ app = ApiResolver(
         404: "No such webhook or delivery for this tenant",
         409: "Conflict: a concurrent change, or a delivery that cannot be replayed in its state",
     },
+    idempotency=IdempotentRequests.from_settings(),
 )
 webhooks = services.webhooks()
 
@@ -73,9 +77,15 @@ Cursor = Annotated[
     tags=["webhooks"],
     summary="Create an endpoint (returns its secret once)",
     description=f"At most {LIMITS.max_endpoints} endpoints per tenant (then 422 limit_exceeded).",
-    responses=app.documented(201, 400, 409, 413, 415, 422),
+    responses=idempotency.documented(app.documented(201, 400, 409, 413, 415, 422)),
 )
-def create_webhook(body: Annotated[WebhookCreate, Body()]) -> WebhookWithSecret:
+def create_webhook(body: Annotated[WebhookCreate, Body()], idempotency_key: IdempotencyKey = None) -> WebhookWithSecret:
+    # The one answer that carries a secret: stored sealed for a replay (see meshanics_api.idempotency).
+    answer = app.once(idempotency_key, lambda: _create_webhook(body).model_dump(mode="json"), sealed=("secret",))
+    return WebhookWithSecret(**answer)
+
+
+def _create_webhook(body: WebhookCreate) -> WebhookWithSecret:
     who = app.caller()
     endpoint, secret = webhooks.create(
         who.tenant_id,
@@ -355,9 +365,13 @@ def event_types() -> EventTypePage:
     status_code=201,
     tags=["events"],
     summary=f"Write 1-{LIMITS.max_events_per_request} metadata events to the audit log",
-    responses=app.documented(201, 400, 413, 415, 422),
+    responses=idempotency.documented(app.documented(201, 400, 413, 415, 422)),
 )
-def write_events(body: Annotated[EventBody, Body()]) -> EventWrittenPage:
+def write_events(body: Annotated[EventBody, Body()], idempotency_key: IdempotencyKey = None) -> EventWrittenPage:
+    return EventWrittenPage(**app.once(idempotency_key, lambda: _write_events(body).model_dump(mode="json")))
+
+
+def _write_events(body: EventBody) -> EventWrittenPage:
     who = app.caller()
     given = body.events if isinstance(body, EventBatch) else [body]
     for index, event in enumerate(given):
@@ -377,6 +391,10 @@ def write_events(body: Annotated[EventBody, Body()]) -> EventWrittenPage:
         for r in records
     ]
     return EventWrittenPage(items=written)  # type: ignore[arg-type]
+
+
+# -- registry connections (registries.py) ---------------------------------------------------------
+app.include_router(registry_routes)
 
 
 # The document and the docs page are built on request (not at import: see meshanics_api.openapi).

@@ -1,4 +1,5 @@
-"""The tenant API's request and response shapes (the contract; OpenAPI is generated from these).
+"""The tenant API's request and response shapes, registry connections included (the contract; OpenAPI
+is generated from these).
 
 Every bound comes from the deployment's limits (meshanics.config.Limits), read once at import: Lambda
 sets the environment before it imports the function, so the document states the limits enforced.
@@ -369,3 +370,72 @@ class EventWritten(BaseModel):
 class EventWrittenPage(BaseModel):
     items: list[EventWritten]
     next_cursor: str | None = None
+
+
+# -- registry connections -------------------------------------------------------------------------
+class Closed(BaseModel):
+    # No unknown field. Unlike Strict, values are coerced as pydantic does by default ("true" is
+    # true): the registry requests have always been read so, and clients may rely on it.
+    model_config = ConfigDict(extra="forbid")
+
+
+class BasicCredentials(Closed):
+    type: Literal["basic"]
+    username: str = Field(min_length=1, max_length=LIMITS.max_username_length)
+    password: str = Field(min_length=1, max_length=LIMITS.max_password_length, description="Never returned")
+
+
+class TokenCredentials(Closed):
+    type: Literal["token"]
+    token: str = Field(
+        min_length=1,
+        max_length=LIMITS.max_token_length,
+        description="Sent as a Bearer token, or exchanged at the upstream's token service. Never returned",
+    )
+
+
+UpstreamCredentials = Annotated[BasicCredentials | TokenCredentials, Field(discriminator="type")]
+
+
+class RegistryCreate(Closed):
+    name: str = Field(
+        min_length=1,
+        max_length=LIMITS.max_registry_name,
+        pattern=rf"^[a-z0-9][a-z0-9-]{{0,{LIMITS.max_registry_name - 1}}}$",
+        description="Unique within the tenant; devices pull /v2/<name>/<repository>@sha256:<digest>",
+    )
+    upstream_url: str = Field(
+        min_length=1,
+        max_length=LIMITS.max_url_length,
+        description="Base URL of the upstream registry (https; http only when private)",
+    )
+    credentials: UpstreamCredentials
+    allow_private_network: bool = Field(
+        default=False,
+        description="Allow an upstream on a private or loopback address (link-local and metadata stay refused)",
+    )
+
+
+class CredentialsUpdate(Closed):
+    credentials: UpstreamCredentials
+
+
+class Registry(BaseModel):
+    id: str
+    name: str
+    upstream_url: str
+    allow_private_network: bool
+    status: Literal["pending", "approved"]
+    auth_type: Literal["basic", "token"]
+    username: str | None
+    created_at: str
+    created_by: str
+    updated_at: str
+    approved_at: str | None
+    approved_by: str | None
+    credentials_updated_at: str
+
+
+class RegistryPage(BaseModel):
+    items: list[Registry]
+    next_cursor: str | None

@@ -21,7 +21,11 @@ from tests.api.support import DNS
 from tests.conftest import provision
 from tests.support.harness import Platform
 
-KEYS = {"INTEGRATIONS_TABLE": ("pk", "sk"), "AUDIT_TABLE": ("partition", "sequence")}
+KEYS: dict[str, tuple[str, ...]] = {
+    "INTEGRATIONS_TABLE": ("pk", "sk"),
+    "AUDIT_TABLE": ("partition", "sequence"),
+    "IDEMPOTENCY_TABLE": ("id",),
+}
 
 
 def _is_literal(host: str) -> bool:
@@ -87,11 +91,12 @@ def shared_platform(world: dict[str, str]) -> Platform:
 def wipe(platform: Platform) -> None:
     """Empty the tables and queues and read the audit stream to its end."""
     ddb = boto3.client("dynamodb")
-    for variable, (hash_key, range_key) in KEYS.items():
+    for variable, key_names in KEYS.items():
         table = platform.env[variable]
         keys: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"TableName": table, "ProjectionExpression": "#h, #r"}
-        kwargs["ExpressionAttributeNames"] = {"#h": hash_key, "#r": range_key}
+        names = {f"#k{i}": name for i, name in enumerate(key_names)}
+        kwargs: dict[str, Any] = {"TableName": table, "ProjectionExpression": ", ".join(names)}
+        kwargs["ExpressionAttributeNames"] = names
         while True:
             page = ddb.scan(**kwargs)
             keys += page["Items"]

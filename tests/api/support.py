@@ -16,7 +16,8 @@ OTHER = "globex"
 READ = "integrations:read"
 ADMIN = "integrations:admin"
 EVENTS = "events:write"
-SCOPES = (READ, ADMIN, EVENTS, "registries:operator", "artifacts:pull")
+OPERATOR = "registries:operator"
+SCOPES = (READ, ADMIN, EVENTS, OPERATOR, "artifacts:pull")
 
 # Hosts the tests' resolver answers (see conftest.fake_dns); nothing leaves the machine.
 PUBLIC_IP = "93.184.215.14"
@@ -36,15 +37,17 @@ class Route:
     template: str  # as in template.yaml and the OpenAPI document, e.g. /v1/webhooks/{webhook_id}
     scope: str
     body: Any = None
+    also: tuple[str, ...] = ()  # other scopes that open the route
 
     @property
     def label(self) -> str:
         return f"{self.method} {self.template}"
 
-    def path(self, webhook_id: str = "", delivery_id: str = "", replay_id: str = "") -> str:
+    def path(self, webhook_id: str = "", delivery_id: str = "", *, registry_id: str = "", replay_id: str = "") -> str:
         return (
             self.template.replace("{webhook_id}", webhook_id)
             .replace("{delivery_id}", delivery_id)
+            .replace("{registry_id}", registry_id)
             .replace("{replay_id}", replay_id)
         )
 
@@ -53,7 +56,7 @@ class Route:
         return "{" in self.template
 
     def allows(self, scope: str) -> bool:
-        return scope == self.scope or (self.scope == READ and scope == ADMIN)
+        return scope in (self.scope, *self.also) or (self.scope == READ and scope == ADMIN)
 
 
 RECENTLY = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))  # a recovery window's start
@@ -83,6 +86,24 @@ ROUTES: tuple[Route, ...] = (
     ),
 )
 ID_ROUTES = tuple(r for r in ROUTES if r.takes_id)
+UPSTREAM = {"type": "basic", "username": "robot", "password": "s3cret-password-value"}
+# Registry connections: served by the same function, in the same document (their own tests are in
+# tests/registry).
+REGISTRY_ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        "/v1/registries",
+        OPERATOR,
+        {"name": "corp", "upstream_url": "https://hooks.example.com", "credentials": UPSTREAM},
+    ),
+    Route("GET", "/v1/registries", READ, also=(OPERATOR,)),
+    Route("GET", "/v1/registries/{registry_id}", READ, also=(OPERATOR,)),
+    Route("DELETE", "/v1/registries/{registry_id}", OPERATOR),
+    Route("POST", "/v1/registries/{registry_id}/approve", OPERATOR),
+    Route("PUT", "/v1/registries/{registry_id}/credentials", OPERATOR, {"credentials": UPSTREAM}),
+)
+# Every route the OpenAPI document states.
+DOCUMENTED = ROUTES + REGISTRY_ROUTES
 
 
 def random_webhook_id() -> str:

@@ -7,6 +7,7 @@ new audit-log stream records and the delivery function on visible queue messages
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -36,9 +37,6 @@ class ApiResponse:
     @property
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
-
-
-REGISTRY_PREFIXES = ("/v1/registries", "/v2")
 
 
 class Platform:
@@ -82,7 +80,7 @@ class Platform:
         body: Any = None,
         query: dict[str, str] | None = None,
         raw_body: bytes | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         context: dict[str, Any] | None = None,
     ) -> ApiResponse:
         if context is None:
@@ -91,7 +89,8 @@ class Platform:
                 return ApiResponse(
                     401, {}, b'{"error":{"code":"unauthorized","message":"a valid API key is required"}}'
                 )
-        function = "registry" if path.startswith(REGISTRY_PREFIXES) else "api"
+        # As template.yaml routes: /v2 and /v2/{proxy+} to the pull facade, every /v1 route to the API.
+        function = "registry" if path == "/v2" or path.startswith("/v2/") else "api"
         event = api_event(method, path, body=body, query=query, raw_body=raw_body, headers=headers, authorizer=context)
         result = self.handler(function).lambda_handler(event, Context(function))
         response = proxy_response(result)  # as the API front reads it (None: API Gateway's 502)

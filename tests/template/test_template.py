@@ -534,3 +534,36 @@ def test_every_skipped_checkov_check_says_why(template: Template) -> None:
             assert len(skip.get("comment", "")) >= 40, f"{logical_id}: {skip['id']} without a reason"
             skipped += 1
     assert skipped > 0
+
+
+# ------------------------------------------------------------------------------- least privilege
+def _statements(template: Template, function: str) -> list[dict[str, Any]]:
+    policies = template.raw["Resources"][function]["Properties"]["Policies"]
+    return [s for policy in policies for s in policy["Statement"]]
+
+
+def _actions(template: Template, function: str, resource: Any) -> set[str]:
+    found: set[str] = set()
+    for statement in _statements(template, function):
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if resource in resources:
+            actions = statement["Action"]
+            found |= set(actions if isinstance(actions, list) else [actions])
+    return found
+
+
+def test_registry_connections_are_managed_by_the_api_function(template: Template) -> None:
+    """The API function serves /v1/registries (sealing credentials); the registry function serves
+    only /v2 and may unseal credentials but not seal new ones."""
+    events = {
+        name: {e["Properties"]["Path"] for e in template.raw["Resources"][name]["Properties"]["Events"].values()}
+        for name in ("ApiFunction", "RegistryFunction")
+    }
+    assert {"/v1/registries", "/v1/registries/{id}/approve"} <= events["ApiFunction"]
+    assert events["RegistryFunction"] == {"/v2", "/v2/{proxy+}"}
+    key = {"Fn::GetAtt": ["SealingKey", "Arn"]}
+    assert _actions(template, "ApiFunction", key) == {"kms:GenerateDataKey", "kms:Decrypt"}
+    assert _actions(template, "RegistryFunction", key) == {"kms:Decrypt"}
+    bucket = {"Fn::Sub": "${ArtifactCacheBucket.Arn}/tenants/*"}
+    assert "s3:GetObject" in _actions(template, "RegistryFunction", bucket)
+    assert _actions(template, "ApiFunction", bucket) == set()  # the artifact cache is the pull side's

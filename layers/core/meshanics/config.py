@@ -102,6 +102,11 @@ class Settings:
         return self._get("INTEGRATIONS_TABLE")
 
     @cached_property
+    def idempotency_table(self) -> str:
+        """The answers to API requests made with an Idempotency-Key (the API function only)."""
+        return self._get("IDEMPOTENCY_TABLE")
+
+    @cached_property
     def delivery_queue_url(self) -> str:
         return self._get("DELIVERY_QUEUE_URL")
 

@@ -33,6 +33,7 @@ from meshanics.model import (
     DeliveryFilter,
     DeliveryJob,
     Endpoint,
+    Status,
     parse_delivery_id,
 )
 from meshanics.store.batch import batch_get, conditional
