@@ -8,6 +8,8 @@
     meshanics registries list --tenant acme
     meshanics registries approve --tenant acme <registry-id>
     meshanics registries remove --tenant acme <registry-id>
+    meshanics replays list --tenant acme [--webhook <webhook-id>]
+    meshanics replays cancel --tenant acme <replay-id>
 
 Target: `--stack-name NAME` (a deployed stack; AWS credentials and region from the environment),
 or the local platform started by `make run` (read from .local/stack.json), which is the default.
@@ -31,7 +33,10 @@ RESOURCE_ENV = {
     "DeliveryQueue": "DELIVERY_QUEUE_URL",
     "DeliveryDeadLetterQueue": "DELIVERY_DLQ_URL",
     "SealingKey": "SEALING_KEY_ID",
+    "ReplayQueue": "REPLAY_QUEUE_URL",
 }
+# The functions' variables a local run passes on as they are (for a stack, derived below).
+LOCAL_ENV = ("REPLAY_SCHEDULE_GROUP",)
 # Template parameters the core reads from the functions' environment when it writes: the CLI's audit
 # events (registry approvals and removals) land in the same shards, with the same retention, as theirs.
 PARAMETER_ENV = {
@@ -65,7 +70,7 @@ def _target_local() -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
         "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
     }
-    wanted = {*RESOURCE_ENV.values(), *PARAMETER_ENV.values()}
+    wanted = {*RESOURCE_ENV.values(), *PARAMETER_ENV.values(), *LOCAL_ENV}
     env.update({k: v for k, v in state.get("environment", {}).items() if k in wanted})
     return env
 
@@ -84,6 +89,8 @@ def _target_stack(stack_name: str) -> dict[str, str]:
         for parameter in stack.get("Parameters", []):
             if parameter["ParameterKey"] in PARAMETER_ENV:
                 env[PARAMETER_ENV[parameter["ParameterKey"]]] = parameter["ParameterValue"]
+            if parameter["ParameterKey"] == "Environment":  # named in the template: meshanics-replays-<env>
+                env["REPLAY_SCHEDULE_GROUP"] = f"meshanics-replays-{parameter['ParameterValue']}"
     except Exception as error:  # botocore errors carry their own clear message
         raise CliError(f"could not read stack {stack_name}: {error}") from None
     return env
@@ -178,6 +185,43 @@ def _registries_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replays_list(args: argparse.Namespace) -> int:
+    from meshanics import services
+    from meshanics.config import settings
+
+    recovery = services.endpoint_recovery()
+    replays: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = recovery.page(
+            args.tenant, webhook_id=args.webhook, limit=settings().limits.max_page_size, cursor=cursor
+        )
+        replays += [r.public() for r in page]
+        if cursor is None or len(replays) >= args.limit:
+            break
+    replays = replays[: args.limit]
+    if args.json:
+        print(json.dumps(replays, indent=2))
+        return 0
+    counts = f"{'QUEUED':>6} {'SENT':>6} {'FAILED':>6} {'SKIPPED':>7}"
+    print(f"{'REPLAY ID':<28} {'WEBHOOK ID':<28} {'STATUS':<10} {counts}  WINDOW")
+    for r in replays:
+        c = r["counts"]
+        print(
+            f"{r['id']:<28} {r['webhook_id']:<28} {r['status']:<10} {c['queued']:>6} {c['sent']:>6} "
+            f"{c['failed']:>6} {c['skipped']:>7}  {r['since']} .. {r['until']}"
+        )
+    return 0
+
+
+def _replays_cancel(args: argparse.Namespace) -> int:
+    from meshanics import services
+
+    cancelled = services.endpoint_recovery().cancel(args.tenant, args.replay_id)
+    print(json.dumps(cancelled.public(), indent=2))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from meshanics.apikeys import SCOPES
 
@@ -223,6 +267,19 @@ def _parser() -> argparse.ArgumentParser:
     remove.add_argument("--tenant", required=True)
     remove.add_argument("registry_id")
     remove.set_defaults(run=_registries_remove)
+
+    replays = commands.add_parser("replays", help="recoveries (POST /v1/webhooks/{id}/recover) and their progress")
+    replay_actions = replays.add_subparsers(dest="action", required=True)
+    listing = replay_actions.add_parser("list", help="list a tenant's replays, newest first")
+    listing.add_argument("--tenant", required=True)
+    listing.add_argument("--webhook", help="only this endpoint's")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=_replays_list)
+    cancel = replay_actions.add_parser("cancel", help="cancel a scheduled, queued or running replay")
+    cancel.add_argument("--tenant", required=True)
+    cancel.add_argument("replay_id")
+    cancel.set_defaults(run=_replays_cancel)
     return parser
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import boto3
 import pytest
 import requests
 
+from meshanics_local.receiver import running_receiver
 from meshanics_local.stack import LocalPlatform
 
 pytestmark = pytest.mark.e2e
@@ -178,3 +180,70 @@ def test_cli_registries_with_stack_name(stack: LocalPlatform, key: str, tmp_path
     _registries_cli_round(stack, key, lambda *args: cli(tmp_path, "--stack-name", STACK_NAME, *args, env=env), tenant)
     unknown = cli(tmp_path, "--stack-name", "no-such-stack", "registries", "list", "--tenant", tenant, env=env)
     assert unknown.returncode == 2 and "could not read stack no-such-stack" in unknown.stderr
+
+
+# -- scheduled replays and `meshanics replays` ----------------------------------------------------
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _wait_for(check: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.25)
+
+
+def test_a_scheduled_replay_fires_and_the_cli_lists_and_cancels(stack: LocalPlatform, key: str, workdir: Path) -> None:
+    tenant = json.loads((workdir / ".local" / "stack.json").read_text())["demo_tenant"]
+    with running_receiver() as receiver:
+        hook = {"url": receiver.url, "events": ["rollout.*"], "allow_private_network": True}
+        webhook = api(stack, key, "POST", "/v1/webhooks", json=hook).json()
+        event = {"type": "rollout.created", "subject": "rollout/r-9", "data": {"rollout_id": "r-9"}}
+        assert api(stack, key, "POST", "/v1/events", json=event).status_code == 201
+        _wait_for(lambda: receiver.requests)
+        first_key = json.loads(receiver.requests[0].body)["idempotency_key"]
+
+        since = _iso(time.time() - 600)
+        soon = api(
+            stack,
+            key,
+            "POST",
+            f"/v1/webhooks/{webhook['id']}/recover",
+            json={"since": since, "status": "all", "at": _iso(time.time() + 3)},
+        )
+        assert soon.status_code == 202 and soon.json()["status"] == "scheduled", soon.text
+        later_body = {"since": since, "at": _iso(time.time() + 3600)}
+        later = api(stack, key, "POST", f"/v1/webhooks/{webhook['id']}/recover", json=later_body).json()
+
+        # The local platform fires the one-time schedule at its time; the replay function runs it.
+        def completed() -> dict[str, Any] | None:
+            shown = api(stack, key, "GET", f"/v1/replays/{soon.json()['id']}").json()
+            return shown if shown["status"] == "completed" else None
+
+        done = _wait_for(completed)
+        assert done["counts"] == {"queued": 1, "sent": 1, "failed": 0, "skipped": 0}
+        _wait_for(lambda: len(receiver.requests) == 2)
+        assert json.loads(receiver.requests[1].body)["idempotency_key"] == first_key  # the same event, again
+        scheduler = boto3.client("scheduler", **_aws(stack))
+        group = stack.environment("ApiFunction")["REPLAY_SCHEDULE_GROUP"]
+        names = {s["Name"] for s in scheduler.list_schedules(GroupName=group)["Schedules"]}
+        assert soon.json()["id"] not in names and later["id"] in names  # deleted after it fired
+
+    listed = cli(workdir, "replays", "list", "--tenant", tenant, "--json")
+    assert listed.returncode == 0, listed.stderr
+    by_id = {r["id"]: r for r in json.loads(listed.stdout)}
+    assert by_id[soon.json()["id"]]["status"] == "completed" and by_id[later["id"]]["status"] == "scheduled"
+    table = cli(workdir, "replays", "list", "--tenant", tenant, "--webhook", webhook["id"])
+    assert table.returncode == 0 and table.stdout.startswith("REPLAY ID") and later["id"] in table.stdout
+
+    cancelled = cli(workdir, "replays", "cancel", "--tenant", tenant, later["id"])
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert json.loads(cancelled.stdout)["status"] == "cancelled"
+    assert later["id"] not in {s["Name"] for s in scheduler.list_schedules(GroupName=group)["Schedules"]}
+    assert api(stack, key, "GET", f"/v1/replays/{later['id']}").json()["status"] == "cancelled"
+    refused = cli(workdir, "replays", "cancel", "--tenant", tenant, soon.json()["id"])
+    assert refused.returncode == 2 and "completed" in refused.stderr

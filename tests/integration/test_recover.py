@@ -275,7 +275,8 @@ def test_scheduled_recovery_is_a_one_time_schedule(
     assert queued_runs() == 0
 
     settings = services.settings()
-    group, queue_arn, role_arn = settings.replay_schedules
+    group = settings.replay_schedule_group
+    queue_arn, role_arn = settings.replay_schedule_target
     found = boto3.client("scheduler").get_schedule(Name=replay["id"], GroupName=group)
     assert found["ScheduleExpression"] == f"at({at.strftime('%Y-%m-%dT%H:%M:%S')})"
     assert found["ScheduleExpressionTimezone"] == "UTC" and found["ActionAfterCompletion"] == "DELETE"

@@ -205,9 +205,14 @@ class Settings:
         return self._get("REPLAY_QUEUE_URL")
 
     @cached_property
-    def replay_schedules(self) -> tuple[str, str, str]:
-        """Scheduled recoveries: the schedule group, the queue they send to, the role they send as."""
-        return self._get("REPLAY_SCHEDULE_GROUP"), self._get("REPLAY_QUEUE_ARN"), self._get("REPLAY_SCHEDULER_ROLE_ARN")
+    def replay_schedule_group(self) -> str:
+        """The EventBridge Scheduler group of scheduled recoveries' one-time schedules."""
+        return self._get("REPLAY_SCHEDULE_GROUP")
+
+    @cached_property
+    def replay_schedule_target(self) -> tuple[str, str]:
+        """What a scheduled recovery's schedule sends to (the replay queue's ARN) and as whom (a role)."""
+        return self._get("REPLAY_QUEUE_ARN"), self._get("REPLAY_SCHEDULER_ROLE_ARN")
 
     @cached_property
     def audit_retention_days(self) -> int:

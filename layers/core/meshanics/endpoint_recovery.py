@@ -98,13 +98,13 @@ class RunQueue:
 class RecoverySchedules:
     """One-time EventBridge Scheduler schedules that send a scheduled recovery's run message."""
 
-    def __init__(self, client: Callable[[], Any], *, group: str, queue_arn: str, role_arn: str) -> None:
+    def __init__(self, client: Callable[[], Any], *, group: str, target: Callable[[], tuple[str, str]]) -> None:
         self._client = client
         self._group = group
-        self._queue_arn = queue_arn
-        self._role_arn = role_arn
+        self._target = target  # (queue ARN, role ARN): only creating a schedule needs them
 
     def create(self, tenant_id: str, replay_id: str, at: datetime) -> None:
+        queue_arn, role_arn = self._target()
         self._client().create_schedule(
             Name=replay_id,
             GroupName=self._group,
@@ -114,8 +114,8 @@ class RecoverySchedules:
             ActionAfterCompletion="DELETE",
             Description=f"replay {replay_id} of tenant {tenant_id}",
             Target={
-                "Arn": self._queue_arn,
-                "RoleArn": self._role_arn,
+                "Arn": queue_arn,
+                "RoleArn": role_arn,
                 "Input": RunQueue.message(tenant_id, replay_id),
                 "RetryPolicy": {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 3600},
             },

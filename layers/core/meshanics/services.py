@@ -210,8 +210,9 @@ def endpoint_recovery() -> EndpointRecovery:
     s = settings()
 
     def schedules() -> RecoverySchedules:
-        group, queue_arn, role_arn = s.replay_schedules
-        return RecoverySchedules(lambda: aws.client("scheduler"), group=group, queue_arn=queue_arn, role_arn=role_arn)
+        return RecoverySchedules(
+            lambda: aws.client("scheduler"), group=s.replay_schedule_group, target=lambda: s.replay_schedule_target
+        )
 
     return EndpointRecovery(
         recoveries=RecoveryStore(dynamodb, s.integrations_table),
