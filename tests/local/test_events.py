@@ -21,7 +21,8 @@ from meshanics_local.events import (
     scheduled_event,
     sqs_record,
 )
-from tests.local.conftest import EVENTS, Wiring
+from meshanics_local.template import load
+from tests.local.conftest import EVENTS, ROOT, Wiring
 
 
 def rebuilt(sample: dict[str, Any]) -> dict[str, Any]:
@@ -38,6 +39,9 @@ def rebuilt(sample: dict[str, Any]) -> dict[str, Any]:
             message |= {"MD5OfBody": r["md5OfBody"], "Attributes": r["attributes"]}
             records.append(sqs_record(message, queue_arn=r["eventSourceARN"], region=r["awsRegion"]))
         return {"Records": records}
+    if set(sample) == {"task"}:  # an EventBridge Scheduler schedule's constant input, from the template
+        sweep = load(ROOT / "template.yaml")["Resources"]["ReplayFunction"]["Properties"]["Events"]["Sweep"]
+        return json.loads(sweep["Properties"]["Input"])  # type: ignore[no-any-return]
     if sample.get("source") == "aws.events":
         at = datetime.strptime(sample["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
         return scheduled_event(rule_arn=sample["resources"][0], region=sample["region"], event_id=sample["id"], at=at)
