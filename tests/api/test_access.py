@@ -223,7 +223,7 @@ def test_without_authorizer_context_the_function_refuses(platform: Platform) -> 
     for route in ROUTES:
         response = platform.api(
             route.method,
-            route.path(random_webhook_id(), random_delivery_id(), random_replay_id()),
+            route.path(random_webhook_id(), random_delivery_id(), replay_id=random_replay_id()),
             body=route.body,
             context={},
         )

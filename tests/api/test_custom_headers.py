@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from meshanics import aws, custom_headers, services
 from meshanics.config import Limits
 from meshanics.model import HEADER_MASK, secret_context
 from meshanics.signing import verify
+from meshanics_local.receiver import Behaviour, Receiver
 from tests.api.support import (
     ADMIN,
     EVENTS,
@@ -35,7 +37,6 @@ from tests.api.support import (
 )
 from tests.api.test_secrets import Everything, all_logs, endpoint_item, raw_items, stored_bytes
 from tests.support.harness import ApiResponse, Platform
-from tests.support.receiver import Behaviour, Receiver
 
 __all__ = ["all_logs"]  # the fixture of test_secrets.py, used here too
 
@@ -272,7 +273,7 @@ def test_values_are_sealed_beside_the_secret_and_in_no_table_item(platform: Plat
     with pytest.raises((ClientError, InvalidTag)):
         sealer.unseal(headers, secret_context(TENANT, other["id"]), label=custom_headers.SEALED_LABEL)
     # The audit log says that headers changed, never what they hold.
-    updates = [i for i in raw_items("AuditLogTable") if i["type"]["S"] == "webhook.updated"]
+    updates = [i for i in raw_items(os.environ["AUDIT_TABLE"]) if i["type"]["S"] == "webhook.updated"]
     (update,) = updates
     assert json.loads(update["body"]["S"])["data"]["changed"] == ["headers"]
 
@@ -304,7 +305,7 @@ def test_values_never_reach_a_log_line(
     # A set that does not open (another endpoint's): the failure is logged, no value with it.
     donor = platform.api("POST", "/v1/webhooks", key=key, body=body | {"url": receiver.url + "/d"}).json
     boto3.client("dynamodb").update_item(
-        TableName="IntegrationsTable",
+        TableName=os.environ["INTEGRATIONS_TABLE"],
         Key={"pk": {"S": f"T#{TENANT}"}, "sk": {"S": f"EP#{webhook_id}"}},
         UpdateExpression="SET headers = :h",
         ExpressionAttributeValues={":h": endpoint_item(TENANT, donor["id"])["headers"]},
@@ -439,7 +440,7 @@ def test_a_set_that_does_not_open_sends_nothing(platform: Platform, receiver: Re
     created = receiver_webhook(platform, receiver, events=["rollout.*"], headers=HEADERS)
     donor = receiver_webhook(platform, receiver, events=["device.*"], headers={"X-Other": "x"})
     boto3.client("dynamodb").update_item(
-        TableName="IntegrationsTable",
+        TableName=os.environ["INTEGRATIONS_TABLE"],
         Key={"pk": {"S": f"T#{TENANT}"}, "sk": {"S": f"EP#{created['id']}"}},
         UpdateExpression="SET headers = :h",
         ExpressionAttributeValues={":h": endpoint_item(TENANT, donor["id"])["headers"]},

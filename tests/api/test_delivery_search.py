@@ -4,6 +4,7 @@ alone and together, newest first, paginated with cursors bound to the filters; r
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ import boto3
 import pytest
 
 from meshanics import aws
+from meshanics_local.receiver import Behaviour, Receiver
 from tests.api.support import (
     READ,
     TENANT,
@@ -25,7 +27,6 @@ from tests.api.support import (
     write_events,
 )
 from tests.support.harness import Platform
-from tests.support.receiver import Behaviour, Receiver
 
 
 def _path(webhook_id: str) -> str:
@@ -150,7 +151,7 @@ def test_times_with_and_without_milliseconds_compare_exactly(platform: Platform,
     table = boto3.client("dynamodb")
     for delivery_id, stored in ((ids[0], f"{second}Z"), (ids[1], f"{second}.250Z")):
         table.update_item(
-            TableName="IntegrationsTable",
+            TableName=os.environ["INTEGRATIONS_TABLE"],
             Key={"pk": {"S": f"T#{TENANT}#EP#{webhook_id}"}, "sk": {"S": f"D#{int(delivery_id.split('_')[-1]):020d}"}},
             UpdateExpression="SET created_at = :t",
             ExpressionAttributeValues={":t": {"S": stored}},
@@ -274,20 +275,22 @@ def _age(webhook_id: str, delivery_ids: list[str], hours: float) -> None:
     table = boto3.client("dynamodb")
     sequences = {int(i.split("_")[-1]) for i in delivery_ids}
     records = [
-        item for item in table.scan(TableName="AuditLogTable")["Items"] if int(item["sequence"]["N"]) in sequences
+        item
+        for item in table.scan(TableName=os.environ["AUDIT_TABLE"])["Items"]
+        if int(item["sequence"]["N"]) in sequences
     ]
     assert len(records) == len(sequences)
     for record in records:
         then = datetime.fromisoformat(record["recorded_at"]["S"].replace("Z", "+00:00")) - timedelta(hours=hours)
         stored = then.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         table.update_item(
-            TableName="AuditLogTable",
+            TableName=os.environ["AUDIT_TABLE"],
             Key={"partition": record["partition"], "sequence": record["sequence"]},
             UpdateExpression="SET recorded_at = :t",
             ExpressionAttributeValues={":t": {"S": stored}},
         )
         table.update_item(
-            TableName="IntegrationsTable",
+            TableName=os.environ["INTEGRATIONS_TABLE"],
             Key={"pk": {"S": f"T#{TENANT}#EP#{webhook_id}"}, "sk": {"S": f"D#{int(record['sequence']['N']):020d}"}},
             UpdateExpression="SET created_at = :t",
             ExpressionAttributeValues={":t": {"S": stored}},
@@ -311,7 +314,7 @@ def old_and_new(platform: Platform, receiver: Receiver) -> dict[str, Any]:
 
 def _items_read(calls: list[dict[str, Any]]) -> tuple[int, int]:
     """(delivery items read by the searches' Queries, one-item reads that find the window's sequences)."""
-    mine = [c for c in calls if c["table"] == "IntegrationsTable"]
+    mine = [c for c in calls if c["table"] == os.environ["INTEGRATIONS_TABLE"]]
     return sum(c["read"] for c in mine if c["limit"] != 1), len([c for c in mine if c["limit"] == 1])
 
 
@@ -358,5 +361,5 @@ def test_a_selective_search_reads_a_bounded_part_per_page(
         found, pages = _everything(platform, webhook_id, status_code="418")
     assert found == [rare]
     assert pages >= 3
-    per_page = [c["read"] for c in calls if c["table"] == "IntegrationsTable" and c["limit"] != 1]
+    per_page = [c["read"] for c in calls if c["table"] == os.environ["INTEGRATIONS_TABLE"] and c["limit"] != 1]
     assert max(per_page) <= 10
