@@ -7,6 +7,7 @@ caller's tenant and scopes come from the authorizer; the core does the work.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
@@ -20,6 +21,7 @@ from models import (
     EventBody,
     EventTypePage,
     EventWrittenPage,
+    Identity,
     ReplayFailed,
     RotateSecret,
     TestDelivery,
@@ -34,9 +36,11 @@ from models import (
 )
 
 from meshanics import __version__, catalog, services
+from meshanics.apikeys import SCOPES
 from meshanics.errors import MeshanicsError
 from meshanics.model import EventInput
 from meshanics_api import ApiResolver, api_logger, entry_point
+from meshanics_api.console import Console
 
 logger = api_logger()
 app = ApiResolver(
@@ -47,6 +51,8 @@ app = ApiResolver(
     },
 )
 webhooks = services.webhooks()
+# The tenant console's page and assets, read and hashed once per cold start (meshanics_api.console).
+console = Console(Path(__file__).parent / "console")
 
 READ = "integrations:read"
 ADMIN = "integrations:admin"
@@ -288,6 +294,31 @@ def write_events(body: Annotated[EventBody, Body()]) -> EventWrittenPage:
         for r in records
     ]
     return EventWrittenPage(items=written)  # type: ignore[arg-type]
+
+
+# -- the calling key ------------------------------------------------------------------------------
+@app.get(
+    "/v1/whoami",
+    scopes=SCOPES,
+    tags=["keys"],
+    summary="The calling API key: its tenant, id and scopes",
+    description="What a client (the console) needs to show only what the key may do; the API still checks.",
+    responses=app.documented(200),
+)
+def whoami() -> Identity:
+    who = app.caller()
+    return Identity(tenant_id=who.tenant_id, key_id=who.key_id, scopes=sorted(who.scopes))
+
+
+# -- the console: public (no key), it signs in in the browser --------------------------------------
+@app.get("/console", include_in_schema=False)
+def console_page() -> Response[Any]:
+    return console.page(app.current_event.path)
+
+
+@app.get("/console/assets/<version>/<name>", include_in_schema=False)
+def console_asset(version: str, name: str) -> Response[Any]:
+    return console.asset(version, name)
 
 
 # The document and the docs page are built on request (not at import: see meshanics_api.openapi).

@@ -272,3 +272,9 @@ class EventWritten(BaseModel):
 class EventWrittenPage(BaseModel):
     items: list[EventWritten]
     next_cursor: str | None = None
+
+
+class Identity(BaseModel):
+    tenant_id: str
+    key_id: str
+    scopes: list[str] = Field(description="The key's scopes (integrations:admin includes integrations:read)")

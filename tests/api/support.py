@@ -16,6 +16,7 @@ READ = "integrations:read"
 ADMIN = "integrations:admin"
 EVENTS = "events:write"
 SCOPES = (READ, ADMIN, EVENTS, "registries:operator", "artifacts:pull")
+ANY_SCOPE = "any scope"  # a route every key may call (GET /v1/whoami)
 
 # Hosts the tests' resolver answers (see conftest.fake_dns); nothing leaves the machine.
 PUBLIC_IP = "93.184.215.14"
@@ -48,7 +49,7 @@ class Route:
         return "{" in self.template
 
     def allows(self, scope: str) -> bool:
-        return scope == self.scope or (self.scope == READ and scope == ADMIN)
+        return self.scope == ANY_SCOPE or scope == self.scope or (self.scope == READ and scope == ADMIN)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -65,6 +66,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/deliveries/{delivery_id}", READ),
     Route("POST", "/v1/deliveries/{delivery_id}/replay", ADMIN),
     Route("GET", "/v1/event-types", READ),
+    Route("GET", "/v1/whoami", ANY_SCOPE),
     Route(
         "POST",
         "/v1/events",
