@@ -45,7 +45,12 @@ def chromium_path() -> str:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     with LocalStack(
-        api_port=0, aws_port=0, state_dir=tmp_path_factory.mktemp("console-stack"), parameter_overrides=OVERRIDES
+        api_port=0,
+        aws_port=0,
+        state_dir=tmp_path_factory.mktemp("console-stack"),
+        parameter_overrides=OVERRIDES,
+        # Two API workers (the endpoint list asks for each endpoint's health side by side), one of the rest.
+        pool_sizes={"*": 1, "ApiFunction": 2},
     ) as running:
         yield running
 
