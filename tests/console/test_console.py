@@ -311,6 +311,11 @@ def test_a_read_only_key_sees_no_write_controls(tenant: Tenant, console: Console
         expect(page.get_by_role("button", name="Connect")).to_have_count(0)
         console.shot("read-only-registries")
 
+        page.get_by_role("button", name="Sign out").click()
+        console.sign_in(tenant.key(("events:write",)))  # a producer's key opens no page
+        expect(page.get_by_role("heading", name="Nothing to show for this key")).to_be_visible()
+        expect(page.locator("#nav a")).to_have_count(0)
+
 
 def test_a_registry_operator_connects_approves_and_manages_a_registry(tenant: Tenant, console: Console) -> None:
     console.sign_in(tenant.key(OPERATOR))
@@ -471,3 +476,27 @@ def test_the_catalog_phone_width_and_keyboard(tenant: Tenant, console: Console) 
         console.shot("phone-catalog")
         page.set_viewport_size({"width": 1280, "height": 900})
         console.shot("catalog")
+
+
+# Values an envelope's data may hold that JSON writers disagree on: escapes, non-ASCII, numbers.
+AWKWARD = [
+    {"text": 'é ü 😀 \u2028 "quoted" back\\slash', "tab": "a\tb\nc\r\x08\x0c\x00\x1f\x7f"},
+    {"markup": "</script><img src=x onerror=alert(1)>", "ampersand": "&amp;", "slash": "a/b"},
+    {"small": 1e-07, "float": 1.5, "huge": 1e300, "negative": -0.25, "int": 2**70, "zero": 0, "minus": -3},
+    {"nested": {"list": [1, "two", None, True, False, {"k": []}]}, "ünïcode-key": "v", "empty": {}},
+]
+
+
+def test_the_envelope_is_written_back_byte_for_byte(console: Console) -> None:
+    """The delivery page shows the envelope as the platform serialized it (json.dumps, compact, ASCII)."""
+    console.open()
+    texts = [json.dumps(value, separators=(",", ":"), ensure_ascii=True) for value in AWKWARD]
+    written = console.page.evaluate(
+        """async (texts) => {
+            const base = document.querySelector("script[type=module]").src;
+            const format = await import(new URL("format.js", base));
+            return texts.map((text) => format.asSent(format.parseKeepingNumbers(text)));
+        }""",
+        texts,
+    )
+    assert written == texts

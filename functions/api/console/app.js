@@ -63,6 +63,18 @@ async function render() {
       return;
     }
   }
+  if (!context.can.read && !context.can.registries) {
+    replace(
+      main,
+      empty(
+        "Nothing to show for this key",
+        `Its scopes (${context.identity.scopes.join(", ") || "none"}) open none of the console's pages. ` +
+          "Sign in with a key holding integrations:read, integrations:admin or registries:operator.",
+      ),
+    );
+    main.querySelector("h2")?.focus();
+    return;
+  }
   const route = location.hash || defaultRoute();
   const found = ROUTES.map(([pattern, view]) => [route.match(pattern), view]).find(([match]) => match);
   if (!found) {

@@ -37,8 +37,8 @@ export async function deliveryView(ctx, id) {
         await load();
       }),
     );
-    const sent = asSent(envelope);
-    const showPretty = h("details", {}, h("summary", {}, "Indented for reading"), h("pre", { class: "envelope" }, pretty(envelope)));
+    const sent = envelope === undefined ? null : asSent(envelope);
+    const showPretty = sent ? h("details", {}, h("summary", {}, "Indented for reading"), h("pre", { class: "envelope" }, pretty(envelope))) : null;
     replace(
       view,
       heading(`${delivery.event_type} #${delivery.sequence}`, statusBadge(delivery.status)),
@@ -67,8 +67,8 @@ export async function deliveryView(ctx, id) {
         { "aria-labelledby": "envelope-title" },
         h("h2", { id: "envelope-title" }, "Envelope, exactly as sent"),
         h("p", { class: "hint" }, "The bytes that were signed and POSTed (every attempt and replay sends the same)."),
-        h("pre", { class: "envelope", id: "envelope-sent", tabindex: "0" }, sent),
-        h("div", { class: "actions" }, copyButton(sent, "Copy envelope")),
+        sent ? h("pre", { class: "envelope", id: "envelope-sent", tabindex: "0" }, sent) : h("p", { class: "empty-inline" }, "The API did not return the envelope."),
+        sent ? h("div", { class: "actions" }, copyButton(sent, "Copy envelope")) : null,
         showPretty,
       ),
       h(
