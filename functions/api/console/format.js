@@ -84,7 +84,8 @@ function asciiString(value) {
     else if (char === "\t") out += "\\t";
     else if (char === "\b") out += "\\b";
     else if (char === "\f") out += "\\f";
-    else if (code < 0x20 || code > 0x7f) out += `\\u${code.toString(16).padStart(4, "0")}`;
+    // (Python escapes everything outside space..tilde, DEL included)
+    else if (code < 0x20 || code > 0x7e) out += `\\u${code.toString(16).padStart(4, "0")}`;
     else out += char;
   }
   return `${out}"`;
