@@ -1,4 +1,5 @@
-"""Tenant API: webhook endpoints, secrets, test deliveries, history, replay, the catalog and events.
+"""Tenant API: webhook endpoints, secrets, test deliveries, history, replay, the catalog and events;
+and the tenant console (its page and assets in console/, served by meshanics_api.console).
 
 Thin door: Powertools' resolver validates input against the models (and generates OpenAPI from
 them); each route declares the scope it needs in its decorator (meshanics_api.ApiResolver); the

@@ -333,6 +333,8 @@ def test_a_registry_operator_connects_approves_and_manages_a_registry(tenant: Te
     console.shot("connect-form")
     page.get_by_role("button", name="Connect").click()
     expect(page.get_by_text("corp connected: it is pending")).to_be_visible()
+    expect(page.get_by_label("Name", exact=True)).to_have_value("")  # the form is ready for the next one
+    expect(page.get_by_label("Username and password")).to_be_checked()
     card = page.locator(".card", has_text="corp")
     expect(card).to_have_class(re.compile("pending"))
     expect(page.locator(".pending-banner")).to_contain_text("1 connection awaiting approval")

@@ -21,7 +21,7 @@ export function h(tag, attributes = {}, ...children) {
     } else if (name === "value" && "value" in element) {
       element.value = value;
     } else if (name === "checked" && "checked" in element) {
-      element.checked = Boolean(value);
+      element.checked = element.defaultChecked = Boolean(value); // (a form reset returns to it)
     } else {
       element.setAttribute(name, value === true ? "" : String(value));
     }
