@@ -107,7 +107,8 @@ def test_create_an_endpoint_copy_its_secret_and_follow_a_delivery(tenant: Tenant
         page.get_by_role("link", name="Stats").click()
         last_day = page.get_by_role("region", name="Last 24 hours")
         expect(last_day.locator(".big")).to_have_text("100 % success")
-        expect(last_day.locator(".legend")).to_contain_text(re.compile(r"delivered [12]"))  # (health is flushed in batches)
+        # (health counters are flushed in batches: the replay's attempt may not be counted yet)
+        expect(last_day.locator(".legend")).to_contain_text(re.compile(r"delivered [12]"))
         expect(page.locator("svg.chart.outcome")).to_have_count(2)
         console.shot("stats")
 
