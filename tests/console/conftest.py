@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, expect, sync_playwright
 
 from meshanics.store.apikeys import ApiKeyStore
 from meshanics_local.stack import LocalStack
@@ -32,6 +32,9 @@ ADMIN = ("integrations:admin", "events:write")
 READ_ONLY = ("integrations:read",)
 OPERATOR = ("registries:operator",)
 EVERY_SCOPE = ("integrations:admin", "events:write", "registries:operator")
+
+# Room for a loaded machine (the local stack shares two cores with the rest of the suite).
+expect.set_options(timeout=10_000)
 
 
 def chromium_path() -> str:

@@ -14,6 +14,7 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
+import requests
 from playwright.sync_api import expect
 
 from meshanics.signing import verify
@@ -69,7 +70,7 @@ def test_create_an_endpoint_copy_its_secret_and_follow_a_delivery(tenant: Tenant
         assert secret not in page.content()  # shown once: gone from the page after that
 
         written = write_event(tenant, key, "r-42")
-        receiver.wait_for(1)
+        receiver.wait_for(1, timeout=20)
         signed_with(receiver, 0, secret)
         row = page.locator("tr", has_text="rollout.created")
         expect(row).to_contain_text("delivered", timeout=20_000)  # the log refreshes itself
@@ -87,7 +88,7 @@ def test_create_an_endpoint_copy_its_secret_and_follow_a_delivery(tenant: Tenant
 
         page.get_by_role("button", name="Replay").click()
         expect(page.get_by_text("Replay queued")).to_be_visible()
-        receiver.wait_for(2)
+        receiver.wait_for(2, timeout=20)
         expect(timeline).to_have_count(2, timeout=20_000)  # the page follows the replay until it settles
         expect(timeline.nth(1)).to_contain_text("Attempt 2")
         assert receiver.requests[1].body == receiver.requests[0].body
@@ -227,6 +228,8 @@ def test_filter_and_page_the_delivery_log(tenant: Tenant, console: Console) -> N
 
 
 def test_recover_a_window_now_and_scheduled(tenant: Tenant, console: Console) -> None:
+    spec = requests.get(f"{tenant.stack.api_url}/v1/openapi.json", timeout=30).json()
+    assert "/v1/webhooks/{webhook_id}/recover" in spec["paths"], "this API has no POST /v1/webhooks/{id}/recover"
     key = tenant.key(ADMIN)
     with running_receiver(lambda r: r.behaviours.append(Behaviour(status=500))) as receiver:
         created = create_endpoint(tenant, key, receiver.url)
@@ -250,7 +253,7 @@ def test_recover_a_window_now_and_scheduled(tenant: Tenant, console: Console) ->
         recovery = page.locator("table.replays-table tbody tr").first
         expect(recovery).to_contain_text("completed", timeout=20_000)  # followed until done
         expect(recovery).to_contain_text("1 sent")
-        receiver.wait_for(4)
+        receiver.wait_for(4, timeout=20)
         assert receiver.requests[3].body == receiver.requests[0].body
         console.shot("recovered")
 
@@ -272,7 +275,7 @@ def test_a_read_only_key_sees_no_write_controls(tenant: Tenant, console: Console
     with running_receiver() as receiver:
         created = create_endpoint(tenant, admin, receiver.url)
         write_event(tenant, admin)
-        receiver.wait_for(1)
+        receiver.wait_for(1, timeout=20)
         tenant.call(
             admin,
             "POST",
@@ -398,7 +401,7 @@ def test_hostile_descriptions_urls_and_event_data_render_as_text(tenant: Tenant,
         plain = create_endpoint(tenant, key, receiver.url)
         write_event(tenant, key, XSS_DESCRIPTION)
         # (the hostile endpoint takes every event: it gets this one too, at its hostile path)
-        receiver.wait_for(3)
+        receiver.wait_for(3, timeout=20)
         [sent] = [r.body for r in receiver.requests if r.path == "/hook" and b"rollout.created" in r.body]
         console.open(f"#/endpoints/{plain['id']}")
         page.locator("table.deliveries tbody tr a").first.click()
