@@ -45,6 +45,7 @@ const ROUTES = [
 ];
 
 let generation = 0;
+let previousRoute = null;
 
 async function render() {
   generation += 1;
@@ -93,7 +94,11 @@ async function render() {
     if (mine !== generation) return;
     replace(main, errorPage(error));
   }
-  main.querySelector("h1")?.focus({ preventScroll: false });
+  // A new view: focus its heading. Another tab of the same endpoint: keep focus on the tabs.
+  const sameEndpoint = (a, b) => a && b && a.split("/").slice(0, 3).join("/") === b.split("/").slice(0, 3).join("/");
+  const tab = route.startsWith("#/endpoints/") && sameEndpoint(route, previousRoute) ? main.querySelector(".tabs [aria-current=page]") : null;
+  (tab || main.querySelector("h1"))?.focus({ preventScroll: Boolean(tab) });
+  previousRoute = route;
 }
 
 function errorPage(error) {

@@ -31,7 +31,7 @@ export async function endpointView(ctx, id, tab = "deliveries") {
     ["Failures in a row", h("span", { class: health.consecutive_failures ? "bad" : "" }, String(health.consecutive_failures ?? "—"))],
     health.failing_since ? ["Failing since", when(health.failing_since)] : null,
     ["Last status code", health.last_status_code ? String(health.last_status_code) : "—"],
-    ["Success (24 h)", `${percent(health.success_rate_24h)} of ${count(health.attempts_24h ?? 0)} attempts`],
+    ["Success (24 h)", health.attempts_24h ? `${percent(health.success_rate_24h)} of ${count(health.attempts_24h)} attempts` : "no attempts"],
     endpoint.secret_rotation_overlap_until ? ["Previous secret signs until", when(endpoint.secret_rotation_overlap_until)] : null,
     ["Private network", endpoint.allow_private_network ? "allowed" : "not allowed"],
     endpoint.headers && Object.keys(endpoint.headers).length ? ["Custom headers", Object.keys(endpoint.headers).join(", ")] : null,
