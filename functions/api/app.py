@@ -1,5 +1,6 @@
 """Tenant API: webhook endpoints, secrets, test deliveries, history, replay, the catalog, events and
-registry connections (routes in registries.py): every /v1 route, so one OpenAPI document has them all.
+registry connections (routes in registries.py): every /v1 route, so one OpenAPI document has them all;
+and the tenant console (its page and assets in console/, served by meshanics_api.console).
 
 Thin door: Powertools' resolver validates input against the models (and generates OpenAPI from
 them); each route declares the scope it needs in its decorator (meshanics_api.ApiResolver); the
@@ -8,6 +9,7 @@ caller's tenant and scopes come from the authorizer; the core does the work.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
@@ -22,6 +24,7 @@ from models import (
     EventBody,
     EventTypePage,
     EventWrittenPage,
+    Identity,
     Instant,
     Recover,
     Replay,
@@ -42,9 +45,11 @@ from models import (
 from registries import router as registry_routes
 
 from meshanics import __version__, catalog, services
+from meshanics.apikeys import SCOPES
 from meshanics.errors import MeshanicsError
 from meshanics.model import EventInput
 from meshanics_api import ApiResolver, api_logger, entry_point, idempotency
+from meshanics_api.console import Console
 from meshanics_api.idempotency import IdempotencyKey, IdempotentRequests
 
 logger = api_logger()
@@ -57,6 +62,8 @@ app = ApiResolver(
     idempotency=IdempotentRequests.from_settings(),
 )
 webhooks = services.webhooks()
+# The tenant console's page and assets, read and hashed once per cold start (meshanics_api.console).
+console = Console(Path(__file__).parent / "console")
 
 READ = "integrations:read"
 ADMIN = "integrations:admin"
@@ -395,6 +402,31 @@ def _write_events(body: EventBody) -> EventWrittenPage:
 
 # -- registry connections (registries.py) ---------------------------------------------------------
 app.include_router(registry_routes)
+
+
+# -- the calling key ------------------------------------------------------------------------------
+@app.get(
+    "/v1/whoami",
+    scopes=SCOPES,
+    tags=["keys"],
+    summary="The calling API key: its tenant, id and scopes",
+    description="What a client (the console) needs to show only what the key may do; the API still checks.",
+    responses=app.documented(200),
+)
+def whoami() -> Identity:
+    who = app.caller()
+    return Identity(tenant_id=who.tenant_id, key_id=who.key_id, scopes=sorted(who.scopes))
+
+
+# -- the console: public (no key), it signs in in the browser --------------------------------------
+@app.get("/console", include_in_schema=False)
+def console_page() -> Response[Any]:
+    return console.page(app.current_event.path)
+
+
+@app.get("/console/assets/<version>/<name>", include_in_schema=False)
+def console_asset(version: str, name: str) -> Response[Any]:
+    return console.asset(version, name)
 
 
 # The document and the docs page are built on request (not at import: see meshanics_api.openapi).

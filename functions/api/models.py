@@ -439,3 +439,9 @@ class Registry(BaseModel):
 class RegistryPage(BaseModel):
     items: list[Registry]
     next_cursor: str | None
+
+
+class Identity(BaseModel):
+    tenant_id: str
+    key_id: str
+    scopes: list[str] = Field(description="The key's scopes (integrations:admin includes integrations:read)")

@@ -75,6 +75,7 @@ def summary(stack: LocalPlatform) -> str:
         "Meshanics Integrations: local platform",
         f"  AWS emulation  {state['aws_endpoint']}  (moto, region {state['region']}, any credentials)",
         f"  API            {state['api_url']}  (REST API stage '{state['api_stage']}', served at the root)",
+        f"  Console        {state['api_url']}/console  (sign in with an API key, e.g. the demo key below)",
         "",
         "  Functions (logs in " + state["log_dir"] + "/<function>.log)",
     ]

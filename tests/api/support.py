@@ -18,6 +18,7 @@ ADMIN = "integrations:admin"
 EVENTS = "events:write"
 OPERATOR = "registries:operator"
 SCOPES = (READ, ADMIN, EVENTS, OPERATOR, "artifacts:pull")
+ANY_SCOPE = "any scope"  # a route every key may call (GET /v1/whoami)
 
 # Hosts the tests' resolver answers (see conftest.fake_dns); nothing leaves the machine.
 PUBLIC_IP = "93.184.215.14"
@@ -56,7 +57,7 @@ class Route:
         return "{" in self.template
 
     def allows(self, scope: str) -> bool:
-        return scope in (self.scope, *self.also) or (self.scope == READ and scope == ADMIN)
+        return self.scope == ANY_SCOPE or scope in (self.scope, *self.also) or (self.scope == READ and scope == ADMIN)
 
 
 RECENTLY = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))  # a recovery window's start
@@ -78,6 +79,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/deliveries/{delivery_id}", READ),
     Route("POST", "/v1/deliveries/{delivery_id}/replay", ADMIN),
     Route("GET", "/v1/event-types", READ),
+    Route("GET", "/v1/whoami", ANY_SCOPE),
     Route(
         "POST",
         "/v1/events",

@@ -1153,6 +1153,7 @@ def _any_id(path: str) -> str:
 
 # The document itself and its page: routed by template.yaml, not operations of the API.
 DOCUMENT_ROUTES = {("GET", "/v1/openapi.json"), ("GET", "/v1/docs")}
+CONSOLE_ROUTES = {("GET", "/console"), ("GET", "/console/assets/{version}/{name}")}
 
 
 def test_openapi_is_public_and_lists_every_route(platform: Platform) -> None:
@@ -1165,7 +1166,8 @@ def test_openapi_is_public_and_lists_every_route(platform: Platform) -> None:
     operations = {(method.upper(), _any_id(path)) for path, item in spec["paths"].items() for method in item}
     expected = {(r.method, _any_id(r.template)) for r in DOCUMENTED}
     assert operations == expected
-    assert _template_routes() == expected | DOCUMENT_ROUTES  # what API Gateway routes is what the code documents
+    # What API Gateway routes is what the code documents (and the console's page and assets).
+    assert _template_routes() == expected | DOCUMENT_ROUTES | CONSOLE_ROUTES
     assert spec["components"]["securitySchemes"]["apiKey"] == {
         "type": "http",
         "scheme": "bearer",
@@ -1266,7 +1268,7 @@ def test_the_docs_page_loads_the_document(platform: Platform) -> None:
 def test_template_lists_the_routes_with_their_authorizer() -> None:
     text = (ROOT / "template.yaml").read_text()
     assert "DefaultAuthorizer: ApiKeyAuthorizer" in text
-    assert text.count("Auth: {Authorizer: NONE}") >= 2
+    assert text.count("Auth: {Authorizer: NONE}") >= 4  # the document, its docs page, the console and its assets
 
 
 @pytest.mark.parametrize(

@@ -508,6 +508,15 @@ class DeliveryStore:
         values[":empty"] = to_value([])
         values[":seen_count"] = to_value(seen.attempt_count)
         values[":seen_status"] = to_value(seen.status)
+        condition = "#count = :seen_count AND #st = :seen_status"
+        if seen.status != "pending":
+            # A replay queues its job before it shows the record pending (reopen): that may land while
+            # this attempt was being made. The record, reopened for this very run (its base is this
+            # job's), still takes the attempt; left pending, it would never settle.
+            condition = "#count = :seen_count AND (#st = :seen_status OR (#st = :pending AND #base = :base))"
+            names["#base"] = "attempt_base"
+            values[":pending"] = to_value("pending")
+            values[":base"] = to_value(job.attempt_base)
         expression = expression.replace(
             "SET ", "SET #attempts = list_append(if_not_exists(#attempts, :empty), :attempt), ", 1
         )
@@ -515,7 +524,7 @@ class DeliveryStore:
             "TableName": self._table,
             "Key": _key(job.tenant_id, job.endpoint_id, job.sequence),
             "UpdateExpression": expression,
-            "ConditionExpression": "#count = :seen_count AND #st = :seen_status",
+            "ConditionExpression": condition,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
