@@ -1,4 +1,4 @@
-# The two contract commands: `make run` (the local stack) and `make test` (every test).
+# The two contract commands: `make run` (the local platform) and `make test` (every test).
 # Each sets itself up on a fresh machine: virtual environment, Python packages, Debian packages.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 TOOLS_VENV := .venv-tools
 TOOLS_STAMP := $(TOOLS_VENV)/.installed
 CHECKOV := $(TOOLS_VENV)/bin/checkov
-DEBIAN_PACKAGES := docker-registry skopeo
+DEBIAN_PACKAGES := docker-registry skopeo chromium
 
 .PHONY: run test bench chaos lint typecheck setup system-deps clean
 
@@ -29,8 +29,9 @@ $(TOOLS_STAMP): requirements/tools.txt
 	$(TOOLS_VENV)/bin/python -m pip install --quiet -r requirements/tools.txt
 	touch $(TOOLS_STAMP)
 
-# The registry tests and benchmark use the CNCF distribution registry and skopeo from Debian. The
-# package's own service would hold port 5000 (the local stack's AWS port): it is switched off.
+# The registry tests and benchmark use the CNCF distribution registry and skopeo from Debian, the
+# console's browser tests Debian's chromium (driven by Playwright, never its own browser download).
+# The registry package's own service would hold port 5000 (the local platform's AWS port): it is switched off.
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -49,7 +50,7 @@ test: $(STAMP) system-deps lint
 bench: $(STAMP) system-deps
 	$(PY) -m bench
 
-# The whole pipeline through the local stack under faults; prints lost (must be 0) and the cost per
+# The whole pipeline through the local platform under faults; prints lost (must be 0) and the cost per
 # million deliveries. Exits non-zero if anything was lost.
 chaos: $(STAMP)
 	$(PY) -m chaos

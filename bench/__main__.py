@@ -5,7 +5,7 @@ python -m bench delivery cost   # some sections
 
 Only the tables reach the terminal: while the sections run, file descriptors 1 and 2 point at a log
 file (.local/bench.log), so whatever the code under test writes (the functions' Powertools metrics
-and logs, warnings, the local stack's logging, child processes) goes there.
+and logs, warnings, the local platform's logging, child processes) goes there.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tenant API latency through the local stack (HTTP front, authorizer and API function workers):
+"""Tenant API latency through the local platform (HTTP front, authorizer and API function workers):
 p50 and p99 of creating an endpoint, listing endpoints and a synchronous test delivery."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import requests
 from bench.support import receiver
 
 ROUNDS = 60
-TITLE = "Tenant API latency through the local stack"
+TITLE = "Tenant API latency through the local platform"
 NOTE = (
     f"{ROUNDS} requests per route, one at a time, through the HTTP front, authorizer and API function workers. "
     "A create answers after SubscriptionCacheMs (1 s by default), so events written after it see the endpoint."
@@ -27,12 +27,12 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 def run(rounds: int = ROUNDS) -> list[dict[str, Any]]:
-    from meshanics_local.stack import LocalStack
+    from meshanics_local.stack import LocalPlatform
 
     rows = []
     with tempfile.TemporaryDirectory() as state, receiver(0) as url:
         overrides = {"MaxEndpointsPerTenant": str(rounds + 10)}
-        with LocalStack(api_port=0, aws_port=0, state_dir=Path(state), parameter_overrides=overrides) as stack:
+        with LocalPlatform(api_port=0, aws_port=0, state_dir=Path(state), parameter_overrides=overrides) as stack:
             session = requests.Session()
             session.headers["Authorization"] = f"Bearer {stack.demo_key}"
             api = stack.api_url

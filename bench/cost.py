@@ -1,8 +1,8 @@
 """Cost per million deliveries at list prices, for one and for ten endpoints per event.
 
-Measured through the real functions on the local stack: the fan-out and delivery functions run in
+Measured through the real functions on the local platform: the fan-out and delivery functions run in
 their worker processes on the stream and queue triggers, and the stack meters every AWS request they
-make and times every invocation (LocalStack.take_usage). Events are produced as the API function
+make and times every invocation (LocalPlatform.take_usage). Events are produced as the API function
 produces them, by AuditLog.append in a process of their own (one API instance: one event per append,
 at RATE events per second), whose AWS requests the same metering counts: the event's audit write,
 its sequence reservations (blocks, as in production at that rate) and its subscription lookups are
@@ -77,12 +77,12 @@ def _producer(env: dict[str, str], conn: Connection) -> None:
 
 def run() -> list[dict[str, Any]]:
     from chaos.receivers import PROFILES, Receiver, Trap
-    from meshanics_local.stack import LocalStack
+    from meshanics_local.stack import LocalPlatform
 
     quiet()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-cost-") as state:
-        stack = LocalStack(
+        stack = LocalPlatform(
             api_port=0,
             aws_port=0,
             state_dir=Path(state),

@@ -39,11 +39,11 @@ NOTE = (
 
 
 def run() -> list[dict[str, Any]]:
-    from meshanics_local.stack import LocalStack
+    from meshanics_local.stack import LocalPlatform
 
     quiet()
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as state:
-        stack = LocalStack(api_port=0, aws_port=0, state_dir=Path(state))
+        stack = LocalPlatform(api_port=0, aws_port=0, state_dir=Path(state))
         with stack, ArrivalReceiver() as receiver, requests.Session() as session:
             assert stack.api_url is not None
             session.headers["Authorization"] = f"Bearer {stack.demo_key}"

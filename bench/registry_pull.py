@@ -1,7 +1,7 @@
 """Registry pull: a 50 MB blob directly from the upstream vs through the facade, cold and warm.
 
 The upstream is the CNCF distribution registry (Debian's docker-registry) on loopback with htpasswd
-auth; the facade runs on the local stack (API front, authorizer, the registry function, moto in
+auth; the facade runs on the local platform (API front, authorizer, the registry function, moto in
 server mode as S3). Every path is timed as a client pulls: request, follow the answer (the facade
 answers 50 MB with a 307 to a presigned S3 URL), read every byte and check its sha256.
 
@@ -75,7 +75,7 @@ def _row(path: str, samples: list[tuple[float, float]], direct: float | None, ta
 
 def run(runs: int = RUNS) -> list[dict[str, Any]]:
     from meshanics.store.apikeys import ApiKeyStore
-    from meshanics_local.stack import LocalStack
+    from meshanics_local.stack import LocalPlatform
     from tests.registry.upstreams import PASSWORD, USER, RegistryProcess, basic, htpasswd_auth, push_image
 
     with tempfile.TemporaryDirectory(prefix="bench-registry-") as tmp:
@@ -94,7 +94,7 @@ def run(runs: int = RUNS) -> list[dict[str, Any]]:
             _pull(http, direct_url, {"Authorization": basic()}, digest)  # warm the page cache and pools
             direct = [_pull(http, direct_url, {"Authorization": basic()}, digest) for _ in range(runs)]
 
-            with LocalStack(api_port=0, aws_port=0, state_dir=work / "stack", pool_sizes={"*": 1}) as stack:
+            with LocalPlatform(api_port=0, aws_port=0, state_dir=work / "stack", pool_sizes={"*": 1}) as stack:
                 api = stack.api_url
                 operator = {"Authorization": f"Bearer {stack.demo_key}"}
                 body = {

@@ -1,8 +1,8 @@
 """What the benchmarks share: the template's resources in a moto server, handlers loaded as Lambda
-loads them, loopback receivers, the local stack's AWS metering, and silence.
+loads them, loopback receivers, the local platform's AWS metering, and silence.
 
 A benchmark prints nothing itself: `python -m bench` points file descriptors 1 and 2 at a log file
-while the sections run (the functions' Powertools metrics and logs, warnings, the local stack's
+while the sections run (the functions' Powertools metrics and logs, warnings, the local platform's
 logging and every child process go there) and prints the tables on the terminal it kept.
 """
 
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from meshanics.model import DeliveryJob
     from meshanics_local.awscalls import CallMeter
-    from meshanics_local.stack import LocalStack
+    from meshanics_local.stack import LocalPlatform
 
 ROOT = Path(__file__).resolve().parents[1]
 SPAWN = get_context("spawn")
@@ -44,7 +44,7 @@ BENCH_ENV = {"POWERTOOLS_SERVICE_NAME": "bench", "POWERTOOLS_TRACE_DISABLED": "t
 
 # -- silence --------------------------------------------------------------------------------------
 def quiet() -> None:
-    """Warnings off and the local stack's logging kept in its own files (nothing reaches the root
+    """Warnings off and the local platform's logging kept in its own files (nothing reaches the root
     logger's last-resort handler). What the code under test prints goes where fd 1 and 2 point:
     `python -m bench` points them at its log before any section runs; child processes inherit it."""
     warnings.simplefilter("ignore")
@@ -63,7 +63,7 @@ def quiet_child() -> None:
 
 # -- AWS ------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def pointed_at(stack: LocalStack, extra: Mapping[str, str] | None = None) -> Iterator[dict[str, str]]:
+def pointed_at(stack: LocalPlatform, extra: Mapping[str, str] | None = None) -> Iterator[dict[str, str]]:
     """Point this process's core (services, boto3) at the stack, as its functions see it, with
     `extra` variables on top; yields that environment (for the processes a benchmark starts)."""
     from meshanics import services
@@ -82,14 +82,14 @@ def pointed_at(stack: LocalStack, extra: Mapping[str, str] | None = None) -> Ite
 
 
 @contextlib.contextmanager
-def aws_resources(overrides: Mapping[str, str] | None = None) -> Iterator[LocalStack]:
+def aws_resources(overrides: Mapping[str, str] | None = None) -> Iterator[LocalPlatform]:
     """moto in its own process with the template's resources (no function workers); this process's
     core points at it."""
-    from meshanics_local.stack import LocalStack
+    from meshanics_local.stack import LocalPlatform
 
     quiet()
     with tempfile.TemporaryDirectory(prefix="bench-aws-") as state:
-        stack = LocalStack(
+        stack = LocalPlatform(
             api_port=0,
             aws_port=0,
             state_dir=Path(state),
@@ -106,7 +106,7 @@ _metered = False
 
 
 def meter() -> CallMeter:
-    """The local stack's AWS metering (every request per service and operation, DynamoDB items
+    """The local platform's AWS metering (every request per service and operation, DynamoDB items
     written and read), installed once in this process, as each function worker installs it."""
     global _metered
     from meshanics_local import awscalls

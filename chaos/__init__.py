@@ -1,1 +1,1 @@
-"""`make chaos`: the whole pipeline through the local stack under faults, proving nothing is lost."""
+"""`make chaos`: the whole pipeline through the local platform under faults, proving nothing is lost."""

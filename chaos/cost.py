@@ -2,7 +2,7 @@
 
 Lambda is priced from each invocation's measured duration (rounded up to the millisecond, as Lambda
 bills) times the memory the template gives the function; requests are counted per service by the
-local stack's metering of every AWS request the functions made. SQS requests made by Lambda's own
+local platform's metering of every AWS request the functions made. SQS requests made by Lambda's own
 poller (one ReceiveMessage and one DeleteMessageBatch per SQS-triggered invocation under load) are
 billed to the account too and are added; reads of a DynamoDB stream by a Lambda trigger are free.
 Left out: CloudWatch Logs ingestion and metrics, X-Ray traces, data transfer, storage.
@@ -43,7 +43,7 @@ class Usage:
 
     @classmethod
     def of(cls, usage: Mapping[str, Any], memory_mb: Mapping[str, int], sqs_triggered: set[str]) -> Usage:
-        """From LocalStack.take_usage() (function -> FunctionUsage)."""
+        """From LocalPlatform.take_usage() (function -> FunctionUsage)."""
         requests: Counter[str] = Counter()
         invocations = 0
         gb_seconds = 0.0

@@ -11,16 +11,16 @@ from __future__ import annotations
 import json
 import random
 import socket
-import struct
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from meshanics.signing import SignatureVerificationError, verify
+from meshanics.signing import SIGNATURE_HEADER, SignatureVerificationError, verify
+from meshanics_local.receiver import Behaviour, Received
+from meshanics_local.receiver import Receiver as LoopbackReceiver
 
 METADATA_URL = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
 
@@ -134,62 +134,32 @@ class Receiver:
     answers: Counter[str] = field(default_factory=Counter)
     last_accept: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
+    _server: LoopbackReceiver | None = None
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks/{self.name}"
+        return self._server.url
 
     def start(self) -> None:
         rng = random.Random(f"{self.seed}/{self.tenant}/{self.name}")
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        def respond(received: Received) -> Behaviour:
+            with self._lock:
+                self.requests += 1
+                answer = self.answer(rng)
+                self.answers[answer.kind] += 1
+            if answer.kind == "hang":
+                return Behaviour(delay=self.hang_seconds, silent=True)
+            if answer.kind == "reset":
+                return Behaviour(reset=True)
+            if answer.kind == "drip":
+                return Behaviour(drip_head=self.drip_seconds)
+            if answer.kind == "ok" and not self._accept(received.body, received.headers.get(SIGNATURE_HEADER, "")):
+                return Behaviour(401)  # what a verifying receiver answers to a forgery
+            return Behaviour(answer.status, headers={k: v.replace("{trap}", self.trap_url) for k, v in answer.headers})
 
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with receiver._lock:
-                    receiver.requests += 1
-                    answer = receiver.answer(rng)
-                    receiver.answers[answer.kind] += 1
-                try:
-                    self._answer(answer, body)
-                except OSError:
-                    self.close_connection = True  # the sender gave up: expected for slow answers
-
-            def _answer(self, answer: Answer, body: bytes) -> None:
-                if answer.kind == "hang":
-                    time.sleep(receiver.hang_seconds)
-                    self.close_connection = True
-                    return
-                if answer.kind == "reset":
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    self.connection.close()
-                    self.close_connection = True
-                    return
-                if answer.kind == "drip":
-                    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
-                        self.wfile.write(bytes([byte]))
-                        self.wfile.flush()
-                        time.sleep(receiver.drip_seconds)
-                    self.close_connection = True
-                    return
-                if answer.kind == "ok" and not receiver._accept(body, self.headers.get("X-Meshanics-Signature", "")):
-                    answer = Answer("status", 401)  # what a verifying receiver answers to a forgery
-                self.send_response(answer.status)
-                for name, value in answer.headers:
-                    self.send_header(name, value.replace("{trap}", receiver.trap_url))
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server = LoopbackReceiver(respond, path=f"/hooks/{self.name}").start()
 
     def _accept(self, body: bytes, header: str) -> bool:
         assert self.secret is not None, "the receiver's secret is set once its endpoint exists"
@@ -215,5 +185,4 @@ class Receiver:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()

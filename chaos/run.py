@@ -1,4 +1,4 @@
-"""The chaos run: every fault at once, through the local stack, and an account of every delivery.
+"""The chaos run: every fault at once, through the local platform, and an account of every delivery.
 
 Three tenants each subscribe one endpoint per receiver profile (see receivers.PROFILES: steady,
 flaky, throttled, hanging, dripping, resetting, redirecting, down) with mixed filters. Events are
@@ -30,8 +30,8 @@ from chaos.cost import Usage, per_million
 from chaos.receivers import PROFILES, Receiver, Trap
 from meshanics import catalog, filters
 from meshanics_local.awscalls import FaultPlan
-from meshanics_local.stack import LocalStack
-from meshanics_local.streams import StreamFaults
+from meshanics_local.stack import LocalPlatform
+from meshanics_local.triggers import StreamFaults
 
 # Shares of the event types written (all of them subscribable metadata events).
 EVENT_MIX: tuple[tuple[str, float], ...] = (
@@ -203,10 +203,10 @@ class Chaos:
         self.written: list[Written] = []
         self.outcome = Outcome()
         self._lock = threading.Lock()
-        self.stack: LocalStack | None = None
+        self.stack: LocalPlatform | None = None
 
     # -- the stack ----------------------------------------------------------------------------
-    def start(self) -> LocalStack:
+    def start(self) -> LocalPlatform:
         s = self.scenario
         plan = FaultPlan(
             seed=s.seed,
@@ -214,7 +214,7 @@ class Chaos:
             ambiguous_share=s.ambiguous_share,
             unprocessed_rate=s.unprocessed_rate,
         )
-        self.stack = LocalStack(
+        self.stack = LocalPlatform(
             api_port=0,
             aws_port=0,
             state_dir=self.state_dir,
@@ -470,7 +470,7 @@ def run(scenario: Scenario, log: Callable[[str], None] = print) -> Outcome:
         if outcome is not None and outcome.ok:
             shutil.rmtree(state, ignore_errors=True)
         else:
-            log(f"the local stack's logs are kept in {state}/logs")
+            log(f"the local platform's logs are kept in {state}/logs")
 
 
 def _run(scenario: Scenario, state: Path, log: Callable[[str], None]) -> Outcome:
@@ -481,7 +481,7 @@ def _run(scenario: Scenario, state: Path, log: Callable[[str], None]) -> Outcome
         for receiver in group:
             receiver.start()
     try:
-        log("starting the local stack with faults in " + ", ".join(FAULTED_FUNCTIONS))
+        log("starting the local platform with faults in " + ", ".join(FAULTED_FUNCTIONS))
         chaos.start()
         chaos.subscribe(built)
         planned = plan_events(scenario, chaos.endpoints)
@@ -503,7 +503,7 @@ def measure_cost(scenario: Scenario, log: Callable[[str], None] = print) -> list
     """Clean runs (no faults) of one and of ten endpoints per event; usage priced per million deliveries."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="meshanics-cost-") as state:
-        stack = LocalStack(api_port=0, aws_port=0, state_dir=Path(state), demo_key=False)
+        stack = LocalPlatform(api_port=0, aws_port=0, state_dir=Path(state), demo_key=False)
         trap = Trap()
         with stack:
             chaos = Chaos(scenario, Path(state))

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,13 +20,29 @@ os.environ.pop("AWS_PROFILE", None)
 os.environ["AWS_ACCOUNT_ID_ENDPOINT_MODE"] = "disabled"
 
 
+@functools.cache
+def _template() -> Any:
+    from meshanics_local.template import translate
+
+    return translate(ROOT / "template.yaml")
+
+
+def provision() -> dict[str, str]:
+    """The template's resources in the active moto mock, deployed by the local platform's own path
+    (meshanics_local.functions.provision); returns the environment the template gives its functions."""
+    from meshanics_local.functions import provision, template_environment
+
+    env = template_environment(provision(_template(), None).functions)
+    # In-process tests read the subscription index afresh for every event (no cache to wait out).
+    return env | {"SUBSCRIPTION_CACHE_MS": "0"}
+
+
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """moto in-process with the template's resources; the core's env points at them."""
+    """moto in-process with the template's resources; the core's env is the functions' env from the template."""
     from moto import mock_aws
 
     from meshanics import services
-    from tests.support.aws import provision
 
     with mock_aws():
         env = provision()
@@ -40,7 +58,9 @@ def load_handler(name: str):  # type: ignore[no-untyped-def]
     import importlib
 
     path = str(ROOT / "functions" / name)
-    for module in ("app", "models"):
+    # Every module of a function directory is top-level (`app`, `models`, ...): forget them all, so
+    # this function's are imported from its directory, read with the current environment.
+    for module in {p.stem for d in (ROOT / "functions").iterdir() for p in d.glob("*.py")}:
         sys.modules.pop(module, None)
     sys.path.insert(0, path)
     try:
@@ -51,7 +71,7 @@ def load_handler(name: str):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def receiver():  # type: ignore[no-untyped-def]
-    from tests.support.receiver import running_receiver
+    from meshanics_local.receiver import running_receiver
 
     with running_receiver() as r:
         yield r

@@ -1,4 +1,6 @@
-"""Tenant API: webhook endpoints, secrets, test deliveries, history, replay, the catalog and events.
+"""Tenant API: webhook endpoints, secrets, test deliveries, history, replay, the catalog, events and
+registry connections (routes in registries.py): every /v1 route, so one OpenAPI document has them all;
+and the tenant console (its page and assets in console/, served by meshanics_api.console).
 
 Thin door: Powertools' resolver validates input against the models (and generates OpenAPI from
 them); each route declares the scope it needs in its decorator (meshanics_api.ApiResolver); the
@@ -7,12 +9,14 @@ caller's tenant and scopes come from the authorizer; the core does the work.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from models import (
+    DELIVERY_SEARCH,
     LIMITS,
     DeliveryDetail,
     DeliveryPage,
@@ -20,7 +24,12 @@ from models import (
     EventBody,
     EventTypePage,
     EventWrittenPage,
+    Identity,
+    Instant,
+    Recover,
+    Replay,
     ReplayFailed,
+    ReplayPage,
     RotateSecret,
     TestDelivery,
     TestResult,
@@ -30,13 +39,18 @@ from models import (
     WebhookPage,
     WebhookStats,
     WebhookUpdate,
+    WebhookUpdated,
     WebhookWithSecret,
 )
+from registries import router as registry_routes
 
 from meshanics import __version__, catalog, services
+from meshanics.apikeys import SCOPES
 from meshanics.errors import MeshanicsError
 from meshanics.model import EventInput
-from meshanics_api import ApiResolver, api_logger, entry_point
+from meshanics_api import ApiResolver, api_logger, entry_point, idempotency
+from meshanics_api.console import Console
+from meshanics_api.idempotency import IdempotencyKey, IdempotentRequests
 
 logger = api_logger()
 app = ApiResolver(
@@ -45,8 +59,11 @@ app = ApiResolver(
         404: "No such webhook or delivery for this tenant",
         409: "Conflict: a concurrent change, or a delivery that cannot be replayed in its state",
     },
+    idempotency=IdempotentRequests.from_settings(),
 )
 webhooks = services.webhooks()
+# The tenant console's page and assets, read and hashed once per cold start (meshanics_api.console).
+console = Console(Path(__file__).parent / "console")
 
 READ = "integrations:read"
 ADMIN = "integrations:admin"
@@ -67,9 +84,15 @@ Cursor = Annotated[
     tags=["webhooks"],
     summary="Create an endpoint (returns its secret once)",
     description=f"At most {LIMITS.max_endpoints} endpoints per tenant (then 422 limit_exceeded).",
-    responses=app.documented(201, 400, 409, 413, 415, 422),
+    responses=idempotency.documented(app.documented(201, 400, 409, 413, 415, 422)),
 )
-def create_webhook(body: Annotated[WebhookCreate, Body()]) -> WebhookWithSecret:
+def create_webhook(body: Annotated[WebhookCreate, Body()], idempotency_key: IdempotencyKey = None) -> WebhookWithSecret:
+    # The one answer that carries a secret: stored sealed for a replay (see meshanics_api.idempotency).
+    answer = app.once(idempotency_key, lambda: _create_webhook(body).model_dump(mode="json"), sealed=("secret",))
+    return WebhookWithSecret(**answer)
+
+
+def _create_webhook(body: WebhookCreate) -> WebhookWithSecret:
     who = app.caller()
     endpoint, secret = webhooks.create(
         who.tenant_id,
@@ -79,6 +102,7 @@ def create_webhook(body: Annotated[WebhookCreate, Body()]) -> WebhookWithSecret:
         description=body.description,
         allow_private_network=body.allow_private_network,
         enabled=body.enabled,
+        headers=body.headers,
     )
     return WebhookWithSecret(**endpoint.public(), secret=secret)
 
@@ -123,14 +147,16 @@ def webhook_stats(
     "/v1/webhooks/<webhook_id>",
     scopes=(ADMIN,),
     tags=["webhooks"],
-    summary="Change url, filters, description or state",
-    responses=app.documented(200, 400, 404, 409, 413, 415),
+    summary="Change url, filters, description, state or custom headers (re-enabling may also recover what it missed)",
+    responses=app.documented(200, 400, 404, 409, 413, 415, 422),
 )
-def update_webhook(webhook_id: str, body: Annotated[WebhookUpdate, Body()]) -> Webhook:
+def update_webhook(webhook_id: str, body: Annotated[WebhookUpdate, Body()]) -> WebhookUpdated:
     who = app.caller()
     # Absent or null: unchanged (a null must not reach the core as a value, e.g. enabled=None).
+    # Inside `headers` a null is a value: it removes that header.
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    return Webhook(**webhooks.update(who.tenant_id, who.actor, webhook_id, changes).public())
+    endpoint, recovery = webhooks.update(who.tenant_id, who.actor, webhook_id, changes)
+    return WebhookUpdated(**endpoint.public(), recovery=Replay(**recovery.public()) if recovery else None)
 
 
 @app.delete(
@@ -179,7 +205,8 @@ def test_webhook(webhook_id: str, body: Annotated[TestDelivery | None, Body()] =
     "/v1/webhooks/<webhook_id>/deliveries",
     scopes=(READ,),
     tags=["deliveries"],
-    summary="Delivery history, newest first",
+    summary="Search the delivery history, newest first",
+    description=DELIVERY_SEARCH,
     responses=app.documented(200, 400, 404),
 )
 def list_deliveries(
@@ -188,10 +215,21 @@ def list_deliveries(
     cursor: Cursor = None,
     status: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
     event_type: Annotated[str | None, Query(max_length=LIMITS.max_event_type_length)] = None,
+    since: Annotated[Instant | None, Query(description="Created at or after (RFC 3339)")] = None,
+    until: Annotated[Instant | None, Query(description="Created before (RFC 3339)")] = None,
+    status_code: Annotated[int | None, Query(ge=100, le=599, description="The receiver's last answer")] = None,
 ) -> DeliveryPage:
     who = app.caller()
     page = webhooks.deliveries(
-        who.tenant_id, webhook_id, limit=limit, cursor=cursor, status=status, event_type=event_type
+        who.tenant_id,
+        webhook_id,
+        limit=limit,
+        cursor=cursor,
+        status=status,
+        event_type=event_type,
+        since=since,
+        until=until,
+        status_code=status_code,
     )
     return DeliveryPage(items=[d.public() for d in page.items], next_cursor=page.next_cursor)  # type: ignore[misc]
 
@@ -211,6 +249,74 @@ def replay_failed(webhook_id: str, body: Annotated[ReplayFailed | None, Body()] 
     since = request.since.isoformat(timespec="milliseconds").replace("+00:00", "Z") if request.since else None
     replayed = webhooks.replay_failed(who.tenant_id, who.actor, webhook_id, since=since, limit=request.limit)
     return DeliveryPage(items=[d.public() for d in replayed], next_cursor=None)  # type: ignore[misc]
+
+
+@app.post(
+    "/v1/webhooks/<webhook_id>/recover",
+    scopes=(ADMIN,),
+    status_code=202,
+    tags=["replays"],
+    summary="Send the endpoint's deliveries of a time window again, now or at a set time",
+    description="Runs asynchronously in bounded batches: follow it with GET /v1/replays/{id}. Deliveries "
+    "already on their way, or sent by an overlapping replay, are skipped.",
+    responses=app.documented(202, 400, 404, 409, 413, 415, 422),
+)
+def recover(webhook_id: str, body: Annotated[Recover, Body()]) -> Replay:
+    who = app.caller()
+    recovery = services.endpoint_recovery().request(
+        who.tenant_id,
+        who.actor,
+        webhook_id,
+        since=body.since,
+        until=body.until,
+        status=body.status,
+        missed=body.missed,
+        at=body.at,
+    )
+    return Replay(**recovery.public())
+
+
+@app.get(
+    "/v1/replays",
+    scopes=(READ,),
+    tags=["replays"],
+    summary="Replays (recoveries), newest first",
+    responses=app.documented(200, 400),
+)
+def list_replays(
+    limit: Limit = 20,
+    cursor: Cursor = None,
+    webhook_id: Annotated[str | None, Query(max_length=64, description="Only this endpoint's")] = None,
+) -> ReplayPage:
+    who = app.caller()
+    items, next_cursor = services.endpoint_recovery().page(
+        who.tenant_id, webhook_id=webhook_id, limit=limit, cursor=cursor
+    )
+    return ReplayPage(items=[Replay(**r.public()) for r in items], next_cursor=next_cursor)
+
+
+@app.get(
+    "/v1/replays/<replay_id>",
+    scopes=(READ,),
+    tags=["replays"],
+    summary="A replay: its status and counts",
+    responses=app.documented(200, 404),
+)
+def get_replay(replay_id: str) -> Replay:
+    who = app.caller()
+    return Replay(**services.endpoint_recovery().get(who.tenant_id, replay_id).public())
+
+
+@app.delete(
+    "/v1/replays/<replay_id>",
+    scopes=(ADMIN,),
+    tags=["replays"],
+    summary="Cancel a scheduled, queued or running replay",
+    responses=app.documented(200, 404, 409),
+)
+def cancel_replay(replay_id: str) -> Replay:
+    who = app.caller()
+    return Replay(**services.endpoint_recovery().cancel(who.tenant_id, replay_id).public())
 
 
 @app.get(
@@ -266,9 +372,13 @@ def event_types() -> EventTypePage:
     status_code=201,
     tags=["events"],
     summary=f"Write 1-{LIMITS.max_events_per_request} metadata events to the audit log",
-    responses=app.documented(201, 400, 413, 415, 422),
+    responses=idempotency.documented(app.documented(201, 400, 413, 415, 422)),
 )
-def write_events(body: Annotated[EventBody, Body()]) -> EventWrittenPage:
+def write_events(body: Annotated[EventBody, Body()], idempotency_key: IdempotencyKey = None) -> EventWrittenPage:
+    return EventWrittenPage(**app.once(idempotency_key, lambda: _write_events(body).model_dump(mode="json")))
+
+
+def _write_events(body: EventBody) -> EventWrittenPage:
     who = app.caller()
     given = body.events if isinstance(body, EventBatch) else [body]
     for index, event in enumerate(given):
@@ -288,6 +398,35 @@ def write_events(body: Annotated[EventBody, Body()]) -> EventWrittenPage:
         for r in records
     ]
     return EventWrittenPage(items=written)  # type: ignore[arg-type]
+
+
+# -- registry connections (registries.py) ---------------------------------------------------------
+app.include_router(registry_routes)
+
+
+# -- the calling key ------------------------------------------------------------------------------
+@app.get(
+    "/v1/whoami",
+    scopes=SCOPES,
+    tags=["keys"],
+    summary="The calling API key: its tenant, id and scopes",
+    description="What a client (the console) needs to show only what the key may do; the API still checks.",
+    responses=app.documented(200),
+)
+def whoami() -> Identity:
+    who = app.caller()
+    return Identity(tenant_id=who.tenant_id, key_id=who.key_id, scopes=sorted(who.scopes))
+
+
+# -- the console: public (no key), it signs in in the browser --------------------------------------
+@app.get("/console", include_in_schema=False)
+def console_page() -> Response[Any]:
+    return console.page(app.current_event.path)
+
+
+@app.get("/console/assets/<version>/<name>", include_in_schema=False)
+def console_asset(version: str, name: str) -> Response[Any]:
+    return console.asset(version, name)
 
 
 # The document and the docs page are built on request (not at import: see meshanics_api.openapi).

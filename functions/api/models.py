@@ -1,4 +1,5 @@
-"""The tenant API's request and response shapes (the contract; OpenAPI is generated from these).
+"""The tenant API's request and response shapes, registry connections included (the contract; OpenAPI
+is generated from these).
 
 Every bound comes from the deployment's limits (meshanics.config.Limits), read once at import: Lambda
 sets the environment before it imports the function, so the document states the limits enforced.
@@ -6,12 +7,14 @@ sets the environment before it imports the function, so the document states the 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
 from meshanics.config import settings
+from meshanics.model import HEADER_MASK
 
 LIMITS = settings().limits
 
@@ -21,8 +24,12 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+# The shape of an RFC 3339 date-time (pydantic alone would also take "1" as seconds since 1970).
+_DATE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}")
+
+
 def _text(value: Any) -> Any:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not _DATE_TIME.match(value):
         raise ValueError("must be an RFC 3339 date-time string")
     return value
 
@@ -49,7 +56,22 @@ EventTime = Annotated[
 ]
 
 
+DELIVERY_SEARCH = (
+    "Every filter given must match: `status`, `event_type` (exact or `family.*`), `since` (inclusive) and "
+    "`until` (exclusive) on when the delivery was created (RFC 3339 with a zone, e.g. `2026-06-16T09:30:00Z`; "
+    "`since` before `until`), `status_code` (the receiver's last answer, 100-599: only attempted deliveries "
+    "have one). A page may hold fewer than `limit` items while `next_cursor` is set (each page reads a bounded "
+    "part of the history): follow `next_cursor` until it is null, with the same filters (a cursor sent with "
+    "other filters is refused: 400 `cursor_mismatch`)."
+)
 FILTERS = f"Event filters (at most {LIMITS.max_filters}): exact types or trailing wildcards (`rollout.*`)"
+HEADERS = (
+    f"Custom headers sent with every delivery (at most {LIMITS.max_custom_headers}): names are RFC 9110 tokens "
+    f"of at most {LIMITS.max_header_name_length} characters, case-insensitive; values printable ASCII of at most "
+    f"{LIMITS.max_header_value_length} characters; {LIMITS.max_custom_headers_bytes} bytes of names and values in "
+    "all. Refused: X-Meshanics-*, Meshanics-*, webhook-*, Content-*, Host, User-Agent, Cookie, Expect, Proxy-* "
+    "and the hop-by-hop headers. Values are write-only (sealed; responses show them masked)."
+)
 
 
 class WebhookCreate(Strict):
@@ -66,6 +88,10 @@ class WebhookCreate(Strict):
         default=False, description="Allow private/loopback receivers (link-local and metadata stay refused)"
     )
     enabled: bool = True
+    # repr=False: Powertools logs the handler's arguments at DEBUG, and the values are secrets.
+    headers: dict[str, str] = Field(
+        default_factory=dict, max_length=LIMITS.max_custom_headers, description=HEADERS, repr=False
+    )
 
 
 class WebhookUpdate(Strict):
@@ -74,6 +100,21 @@ class WebhookUpdate(Strict):
     description: str | None = Field(default=None, max_length=LIMITS.max_description)
     allow_private_network: bool | None = None
     enabled: bool | None = None
+    recover_since: Instant | None = Field(
+        default=None,
+        description="With enabled: true, also recover the endpoint's failed deliveries and the events it "
+        "missed while disabled, from this time until now (a replay, see POST /v1/webhooks/{id}/recover)",
+    )
+    # A change can name every header an endpoint may have plus as many to remove.
+    headers: dict[str, str | None] | None = Field(
+        default=None,
+        max_length=2 * LIMITS.max_custom_headers,
+        repr=False,
+        description=(
+            "Merged into the endpoint's custom headers: `name: value` sets or replaces that header (names match "
+            "case-insensitively), `name: null` removes it, headers not named stay. " + HEADERS
+        ),
+    )
 
 
 class Webhook(BaseModel):
@@ -90,6 +131,9 @@ class Webhook(BaseModel):
     created_at: str
     updated_at: str
     secret_rotation_overlap_until: str | None = None
+    headers: dict[str, str] = Field(
+        default_factory=dict, description=f"Custom header names; every value is shown as {HEADER_MASK!r}"
+    )
 
 
 class WebhookHealth(BaseModel):
@@ -202,6 +246,60 @@ class ReplayFailed(Strict):
     limit: int = Field(default=min(50, LIMITS.max_replay_batch), ge=1, le=LIMITS.max_replay_batch)
 
 
+RECOVERY = settings().recovery_bounds
+
+
+class Recover(Strict):
+    since: Instant = Field(description="Start of the window (deliveries created, events recorded, at or after it)")
+    until: Instant | None = Field(
+        default=None,
+        description=f"End of the window (default: now, or `at`); at most {RECOVERY.max_window_hours} hours "
+        f"after since, and since at most {RECOVERY.max_age_days} days ago",
+    )
+    status: Literal["failed", "delivered", "all"] = Field(
+        default="failed", description="Which settled deliveries to send again"
+    )
+    missed: bool = Field(
+        default=False,
+        description="Also send the events the endpoint subscribes to but never received (it was disabled)",
+    )
+    at: Instant | None = Field(
+        default=None,
+        description=f"Run at this future time (at most {RECOVERY.max_schedule_hours} hours ahead) instead of now",
+    )
+
+
+class ReplayCounts(BaseModel):
+    queued: int = Field(description="Deliveries and missed events found in the window so far")
+    sent: int = Field(description="Put on the delivery queue")
+    failed: int = Field(description="Could not be replayed (past retention, or replayed too often)")
+    skipped: int = Field(description="Already on their way, or sent by an overlapping replay")
+
+
+class Replay(BaseModel):
+    id: str
+    webhook_id: str
+    status: Literal["scheduled", "queued", "running", "completed", "cancelled", "failed"]
+    since: str
+    until: str
+    statuses: list[Literal["failed", "delivered"]]
+    missed: bool
+    at: str | None = Field(description="When a scheduled replay runs")
+    created_at: str
+    updated_at: str
+    counts: ReplayCounts
+    error: str | None = Field(description="Why it failed or stopped early")
+
+
+class ReplayPage(BaseModel):
+    items: list[Replay]
+    next_cursor: str | None
+
+
+class WebhookUpdated(Webhook):
+    recovery: Replay | None = Field(default=None, description="The replay started by recover_since")
+
+
 class EventField(BaseModel):
     name: str
     type: str
@@ -272,3 +370,78 @@ class EventWritten(BaseModel):
 class EventWrittenPage(BaseModel):
     items: list[EventWritten]
     next_cursor: str | None = None
+
+
+# -- registry connections -------------------------------------------------------------------------
+class Closed(BaseModel):
+    # No unknown field. Unlike Strict, values are coerced as pydantic does by default ("true" is
+    # true): the registry requests have always been read so, and clients may rely on it.
+    model_config = ConfigDict(extra="forbid")
+
+
+class BasicCredentials(Closed):
+    type: Literal["basic"]
+    username: str = Field(min_length=1, max_length=LIMITS.max_username_length)
+    password: str = Field(min_length=1, max_length=LIMITS.max_password_length, description="Never returned")
+
+
+class TokenCredentials(Closed):
+    type: Literal["token"]
+    token: str = Field(
+        min_length=1,
+        max_length=LIMITS.max_token_length,
+        description="Sent as a Bearer token, or exchanged at the upstream's token service. Never returned",
+    )
+
+
+UpstreamCredentials = Annotated[BasicCredentials | TokenCredentials, Field(discriminator="type")]
+
+
+class RegistryCreate(Closed):
+    name: str = Field(
+        min_length=1,
+        max_length=LIMITS.max_registry_name,
+        pattern=rf"^[a-z0-9][a-z0-9-]{{0,{LIMITS.max_registry_name - 1}}}$",
+        description="Unique within the tenant; devices pull /v2/<name>/<repository>@sha256:<digest>",
+    )
+    upstream_url: str = Field(
+        min_length=1,
+        max_length=LIMITS.max_url_length,
+        description="Base URL of the upstream registry (https; http only when private)",
+    )
+    credentials: UpstreamCredentials
+    allow_private_network: bool = Field(
+        default=False,
+        description="Allow an upstream on a private or loopback address (link-local and metadata stay refused)",
+    )
+
+
+class CredentialsUpdate(Closed):
+    credentials: UpstreamCredentials
+
+
+class Registry(BaseModel):
+    id: str
+    name: str
+    upstream_url: str
+    allow_private_network: bool
+    status: Literal["pending", "approved"]
+    auth_type: Literal["basic", "token"]
+    username: str | None
+    created_at: str
+    created_by: str
+    updated_at: str
+    approved_at: str | None
+    approved_by: str | None
+    credentials_updated_at: str
+
+
+class RegistryPage(BaseModel):
+    items: list[Registry]
+    next_cursor: str | None
+
+
+class Identity(BaseModel):
+    tenant_id: str
+    key_id: str
+    scopes: list[str] = Field(description="The key's scopes (integrations:admin includes integrations:read)")

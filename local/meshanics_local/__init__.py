@@ -1,17 +1,17 @@
-"""The embedded local stack: the whole system on one machine, wired from template.yaml.
+"""The embedded local platform: the whole system on one machine, wired from template.yaml.
 
-`python -m meshanics_local` (`make run`) or `LocalStack(...)` (stack.py). Modules:
+`python -m meshanics_local` (`make run`) or `LocalPlatform(...)` (stack.py). Modules:
 
 * template.py: load the SAM template, translate it offline, resolve intrinsics.
 * resources.py: the stateful resources, created in moto (CloudFormation first, service API where needed).
 * awsserver.py: moto in server mode, in a process of its own.
-* functions.py: functions (code, handler, limits, environment) and their triggers, from the template.
+* functions.py: functions (code, handler, limits, environment) and their triggers (FilterCriteria matched
+  by moto), from the template.
 * workers.py: each function in its own worker processes; timeouts, errors, the context object.
 * events.py: the Lambda events, in Lambda's and API Gateway's shapes.
-* filters.py: event filter patterns (FilterCriteria).
-* streams.py, sqs.py, schedules.py: the pollers and schedules that play Lambda's event sources.
-* routes.py, authorizers.py, gatewayresponses.py, apigateway.py: the API Gateway front.
-* samples.py: writes events/ with the same builders.
+* triggers.py: the stream and queue pollers and the schedules that play Lambda's event sources.
+* apigateway.py: the REST API read from the template, its authorizers and gateway responses, and
+  the API Gateway front.
 
 No business rules live here: the functions and the core do the work, as they do on AWS.
 """

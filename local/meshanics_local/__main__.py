@@ -12,12 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from meshanics_local.stack import DEFAULT_API_PORT, DEFAULT_AWS_PORT, REPO_ROOT, LocalStack
-
-
-def _port(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return int(raw) if raw else default
+from meshanics_local.stack import DEFAULT_API_PORT, DEFAULT_AWS_PORT, REPO_ROOT, LocalPlatform
 
 
 def _pairs(values: Sequence[str], what: str) -> dict[str, str]:
@@ -39,13 +34,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--port",
         type=int,
-        default=_port("MESHANICS_API_PORT", DEFAULT_API_PORT),
+        default=int(os.environ.get("MESHANICS_API_PORT") or DEFAULT_API_PORT),
         help="API port (env MESHANICS_API_PORT, default %(default)s; 0 picks a free one)",
     )
     parser.add_argument(
         "--aws-port",
         type=int,
-        default=_port("MESHANICS_AWS_PORT", DEFAULT_AWS_PORT),
+        default=int(os.environ.get("MESHANICS_AWS_PORT") or DEFAULT_AWS_PORT),
         help="AWS emulation port (env MESHANICS_AWS_PORT, default %(default)s; 0 picks a free one)",
     )
     parser.add_argument("--template", type=Path, default=REPO_ROOT / "template.yaml", help="SAM template")
@@ -74,12 +69,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def summary(stack: LocalStack) -> str:
+def summary(stack: LocalPlatform) -> str:
     state = stack.describe()
     lines = [
-        "Meshanics Integrations: local stack",
+        "Meshanics Integrations: local platform",
         f"  AWS emulation  {state['aws_endpoint']}  (moto, region {state['region']}, any credentials)",
         f"  API            {state['api_url']}  (REST API stage '{state['api_stage']}', served at the root)",
+        f"  Console        {state['api_url']}/console  (sign in with an API key, e.g. the demo key below)",
         "",
         "  Functions (logs in " + state["log_dir"] + "/<function>.log)",
     ]
@@ -89,7 +85,7 @@ def summary(stack: LocalStack) -> str:
         lines += [f"      <- {trigger}" for trigger in function["triggers"]]
     lines += ["", "  Resources"]
     for logical_id, resource in state["resources"].items():
-        if resource["created_by"] != "local stack":
+        if resource["created_by"] != "local platform":
             lines.append(f"    {logical_id:<26} {resource['physical_id']}")
     if stack.demo_key:
         lines += [
@@ -112,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("meshanics_local").propagate = False  # the stack's log file only, not the console
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    stack = LocalStack(
+    stack = LocalPlatform(
         api_port=args.port,
         aws_port=args.aws_port,
         template=args.template,
@@ -121,11 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         pool_sizes={k: int(v) for k, v in _pairs(args.pool_size, "--pool-size").items()},
         schedule_scale=args.schedule_scale,
     )
-    print("starting the local stack ...", flush=True)
+    print("starting the local platform ...", flush=True)
     try:
         stack.start()
     except Exception as error:
-        print(f"the local stack could not start: {error}", file=sys.stderr)
+        print(f"the local platform could not start: {error}", file=sys.stderr)
         return 1
     try:
         os.environ.update(stack.parent_environment())

@@ -19,6 +19,7 @@ Standard library and botocore only: it runs inside the function's sandbox.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -59,24 +60,10 @@ class FaultPlan:
         if not raw:
             return None
         values = json.loads(raw)
-        return cls(
-            seed=int(values.get("seed", 0)),
-            error_rate=float(values.get("error_rate", 0.0)),
-            ambiguous_share=float(values.get("ambiguous_share", 0.0)),
-            unprocessed_rate=float(values.get("unprocessed_rate", 0.0)),
-            services=frozenset(values.get("services", ("dynamodb", "sqs", "kms"))),
-        )
+        return cls(**values | {"services": frozenset(values.get("services", cls.services))})
 
     def to_env(self) -> str:
-        return json.dumps(
-            {
-                "seed": self.seed,
-                "error_rate": self.error_rate,
-                "ambiguous_share": self.ambiguous_share,
-                "unprocessed_rate": self.unprocessed_rate,
-                "services": sorted(self.services),
-            }
-        )
+        return json.dumps(dataclasses.asdict(self) | {"services": sorted(self.services)})
 
 
 @dataclass
@@ -128,7 +115,7 @@ class CallMeter:
 METER = CallMeter()
 
 
-class _Raw:
+class RawBody:
     """The body of a made-up HTTP response, in the shape botocore reads."""
 
     def __init__(self, body: bytes) -> None:
@@ -144,7 +131,7 @@ def _response(request: Any, status: int, body: bytes, headers: dict[str, str] | 
     merged = {"Content-Type": "application/x-amz-json-1.0", **(headers or {})}
     merged["x-amz-crc32"] = str(zlib.crc32(body) & 0xFFFFFFFF)
     headers_: Any = merged  # botocore reads them as a mapping
-    return AWSResponse(request.url, status, headers_, _Raw(body))
+    return AWSResponse(request.url, status, headers_, RawBody(body))
 
 
 def _error(request: Any, service: str, rng: random.Random) -> Any:
@@ -152,7 +139,7 @@ def _error(request: Any, service: str, rng: random.Random) -> Any:
         status, kind = _THROTTLES[service]
     else:
         status, kind = 500, "InternalServerError" if service != "sqs" else "com.amazonaws.sqs#InternalError"
-    body = json.dumps({"__type": kind, "message": "injected by the local stack's fault plan"}).encode()
+    body = json.dumps({"__type": kind, "message": "injected by the local platform's fault plan"}).encode()
     fault = "Receiver" if status >= 500 else "Sender"
     return _response(request, status, body, {"x-amzn-query-error": f"{kind.rsplit('#', 1)[-1]};{fault}"})
 

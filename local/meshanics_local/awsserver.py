@@ -202,8 +202,9 @@ class AwsServer:
             self._process = None
 
 
-def client(service: str, endpoint: str) -> Any:
-    """A boto3 client for the local emulation (its own session: creation is not thread-safe)."""
+def client(service: str, endpoint: str | None) -> Any:
+    """A boto3 client for the local emulation, or for moto's mock in this process when `endpoint` is None
+    (its own session: creation is not thread-safe)."""
     import boto3
     from botocore.config import Config
 

@@ -1,13 +1,14 @@
-"""The Lambda events the local stack sends, in the shapes Lambda and API Gateway send them.
+"""The Lambda events the local platform sends, in the shapes Lambda and API Gateway send them.
 
-Pure builders (no I/O): the pollers and the API front call them, and `samples` uses them to write
-`events/`, so the sample events are exactly what the functions receive locally.
+Pure builders (no I/O): the pollers and the API front call them, the in-process test harness builds
+its events with them, and a test checks that each sample in `events/` is what they build.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -19,57 +20,35 @@ from urllib.parse import parse_qsl, unquote
 from meshanics_local.template import ACCOUNT_ID
 
 
+def _wire(value: Any) -> Any:
+    """boto3-parsed data back in the services' JSON wire form, as Lambda passes it on: binary values
+    base64-encoded, times as epoch seconds."""
+
+    def encode(item: Any) -> Any:
+        if isinstance(item, datetime):
+            return int(item.timestamp())
+        if isinstance(item, bytes | bytearray):
+            return base64.b64encode(item).decode("ascii")
+        raise TypeError(f"{type(item).__name__} is not JSON")
+
+    return json.loads(json.dumps(value, default=encode))
+
+
 # ------------------------------------------------------------------------------- DynamoDB streams
-def attribute_value(value: Any) -> Any:
-    """A DynamoDB attribute value as Lambda sends it: binary values base64-encoded (boto3 decodes them)."""
-    if not isinstance(value, Mapping):
-        return value
-    out: dict[str, Any] = {}
-    for kind, inner in value.items():
-        if kind == "B":
-            out[kind] = _b64(inner)
-        elif kind == "BS":
-            out[kind] = [_b64(v) for v in inner]
-        elif kind == "M":
-            out[kind] = {k: attribute_value(v) for k, v in inner.items()}
-        elif kind == "L":
-            out[kind] = [attribute_value(v) for v in inner]
-        else:
-            out[kind] = inner
-    return out
-
-
-def _b64(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return base64.b64encode(bytes(value)).decode("ascii")
-
-
-def _epoch_seconds(value: Any) -> int | float:
-    if isinstance(value, datetime):
-        return int(value.timestamp())
-    return value  # type: ignore[no-any-return]
+# The fields of a stream record's "dynamodb" member, in Lambda's order (then StreamViewType).
+_STREAM_FIELDS = ("ApproximateCreationDateTime", "Keys", "NewImage", "OldImage", "SequenceNumber", "SizeBytes")
 
 
 def dynamodb_stream_record(record: Mapping[str, Any], *, stream_arn: str, region: str) -> dict[str, Any]:
     """One record of a DynamoDB stream event, from a (boto3-parsed) GetRecords record."""
-    source = record.get("dynamodb") or {}
-    dynamodb: dict[str, Any] = {}
-    if "ApproximateCreationDateTime" in source:
-        dynamodb["ApproximateCreationDateTime"] = _epoch_seconds(source["ApproximateCreationDateTime"])
-    for image in ("Keys", "NewImage", "OldImage"):
-        if image in source:
-            dynamodb[image] = {k: attribute_value(v) for k, v in source[image].items()}
-    for name in ("SequenceNumber", "SizeBytes", "StreamViewType"):
-        if name in source:
-            dynamodb[name] = source[name]
+    source = _wire(record.get("dynamodb") or {})
     out: dict[str, Any] = {
         "eventID": record["eventID"],
         "eventName": record["eventName"],
         "eventVersion": "1.1",
         "eventSource": "aws:dynamodb",
         "awsRegion": record.get("awsRegion", region),
-        "dynamodb": dynamodb,
+        "dynamodb": {k: source[k] for k in (*_STREAM_FIELDS, "StreamViewType") if k in source},
         "eventSourceARN": stream_arn,
     }
     if "userIdentity" in record:
@@ -80,15 +59,11 @@ def dynamodb_stream_record(record: Mapping[str, Any], *, stream_arn: str, region
 # ------------------------------------------------------------------------------- SQS
 def _message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "stringListValues": list(value.get("StringListValues", [])),
-        "binaryListValues": [_b64(v) for v in value.get("BinaryListValues", [])],
+        "stringListValues": value.get("StringListValues", []),
+        "binaryListValues": value.get("BinaryListValues", []),
         "dataType": value.get("DataType", "String"),
     }
-    if "StringValue" in value:
-        out["stringValue"] = value["StringValue"]
-    if "BinaryValue" in value:
-        out["binaryValue"] = _b64(value["BinaryValue"])
-    return out
+    return out | {k[0].lower() + k[1:]: value[k] for k in ("StringValue", "BinaryValue") if k in value}
 
 
 def sqs_record(message: Mapping[str, Any], *, queue_arn: str, region: str) -> dict[str, Any]:
@@ -96,14 +71,13 @@ def sqs_record(message: Mapping[str, Any], *, queue_arn: str, region: str) -> di
     attributes = message.get("Attributes") or {}
     wanted = ("ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp")
     extra = ("SequenceNumber", "MessageGroupId", "MessageDeduplicationId", "AWSTraceHeader", "DeadLetterQueueSourceArn")
-    record_attributes = {k: attributes[k] for k in wanted if k in attributes}
-    record_attributes.update({k: attributes[k] for k in extra if k in attributes})
+    message_attributes = _wire(message.get("MessageAttributes") or {})
     return {
         "messageId": message["MessageId"],
         "receiptHandle": message["ReceiptHandle"],
         "body": message["Body"],
-        "attributes": record_attributes,
-        "messageAttributes": {k: _message_attribute(v) for k, v in (message.get("MessageAttributes") or {}).items()},
+        "attributes": {k: attributes[k] for k in (*wanted, *extra) if k in attributes},
+        "messageAttributes": {k: _message_attribute(v) for k, v in message_attributes.items()},
         "md5OfBody": message["MD5OfBody"],
         "eventSource": "aws:sqs",
         "eventSourceARN": queue_arn,
@@ -185,27 +159,14 @@ def method_arn(region: str, api: ApiContext, method: str, path: str) -> str:
     return f"arn:aws:execute-api:{region}:{ACCOUNT_ID}:{api.api_id}/{api.stage}/{method}/{path.lstrip('/')}"
 
 
-def _headers(request: HttpRequest) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
-    if not request.headers:
-        return None, None
-    single: dict[str, str] = {}
-    multi: dict[str, list[str]] = {}
-    for name, value in request.headers:
-        single[name] = value
-        multi.setdefault(name, []).append(value)
-    return single, multi
-
-
-def _query(request: HttpRequest) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
-    pairs = request.query
+def _single_and_multi(pairs: Sequence[tuple[str, str]]) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
+    """The REST API's two views of headers or query parameters: the last value of each, and all of them."""
     if not pairs:
         return None, None
-    single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
     for name, value in pairs:
-        single[name] = value
         multi.setdefault(name, []).append(value)
-    return single, multi
+    return {name: values[-1] for name, values in multi.items()}, multi
 
 
 def _request_context(request: HttpRequest, api: ApiContext, account_id: str = ACCOUNT_ID) -> dict[str, Any]:
@@ -243,8 +204,8 @@ def _request_context(request: HttpRequest, api: ApiContext, account_id: str = AC
 
 
 def _common(request: HttpRequest, api: ApiContext) -> dict[str, Any]:
-    headers, multi_headers = _headers(request)
-    query, multi_query = _query(request)
+    headers, multi_headers = _single_and_multi(request.headers)
+    query, multi_query = _single_and_multi(request.query)
     return {
         "resource": api.resource_path,
         "path": request.path,
@@ -264,15 +225,6 @@ def authorizer_request_event(request: HttpRequest, api: ApiContext, *, region: s
     event.update(_common(request, api))
     event["requestContext"] = _request_context(request, api)
     return event
-
-
-def authorizer_token_event(token: str, request: HttpRequest, api: ApiContext, *, region: str) -> dict[str, Any]:
-    """The event of a Lambda TOKEN authorizer."""
-    return {
-        "type": "TOKEN",
-        "authorizationToken": token,
-        "methodArn": method_arn(region, api, request.method, request.path),
-    }
 
 
 def proxy_event(

@@ -1,26 +1,32 @@
-"""Functions and their triggers, read from the translated template.
+"""Functions and their triggers, read from the translated template: `provision` is the one path from
+template.yaml to running resources, for the local platform (moto's server) and the tests (moto in-process).
 
 Every `AWS::Lambda::Function` (SAM Globals already merged by the translator) becomes a
 `FunctionSpec` with its code directory, handler, timeout, memory and environment (intrinsics
 resolved against the local resources, plus what a local run needs). Every
-`AWS::Lambda::EventSourceMapping` and scheduled `AWS::Events::Rule` becomes a trigger.
+`AWS::Lambda::EventSourceMapping`, scheduled `AWS::Events::Rule` and `AWS::Scheduler::Schedule`
+becomes a trigger.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from meshanics_local import filters
+from meshanics_local import resources as resource_module
+from meshanics_local.apigateway import RestApi, read_rest_api
 from meshanics_local.awsserver import DUMMY_KEY
 from meshanics_local.resources import Resources
-from meshanics_local.routes import RestApi, read_rest_api
 from meshanics_local.template import REGION, Resolver, Template, TemplateError
 from meshanics_local.workers import FunctionSpec
+
+if TYPE_CHECKING:
+    from moto.events.models import EventPattern
 
 log = logging.getLogger("meshanics_local.functions")
 
@@ -40,13 +46,48 @@ def local_aws_environment(endpoint: str) -> dict[str, str]:
     }
 
 
+@dataclass
+class Wiring:
+    """The template's resources and what the local platform plays from them."""
+
+    resources: Resources
+    functions: dict[str, FunctionSpec]
+    mappings: list[EventSourceMapping]
+    schedules: list[Schedule]
+    rest_api: RestApi | None
+
+
+def template_environment(specs: Mapping[str, FunctionSpec]) -> dict[str, str]:
+    """The variables the template gives its functions (the union over functions), for code that runs the
+    core outside a function worker (the tests, the CLI)."""
+    env = {k: v for spec in specs.values() for k, v in spec.declared_environment.items()}
+    return env | {"POWERTOOLS_TRACE_DISABLED": "true"}
+
+
+def provision(
+    template: Template, endpoint: str | None, stack_name: str = "meshanics", log_dir: Path | None = None
+) -> Wiring:
+    """Create the template's resources in the AWS emulation (moto's server at `endpoint`, or moto's mock in
+    this process when None) and wire the functions and their triggers to them."""
+    resources = resource_module.deploy(template, endpoint, stack_name)
+    resolver = resources.resolver(template, stack_name)
+    specs = function_specs(template, resources, resolver, endpoint=endpoint, log_dir=log_dir)
+    return Wiring(
+        resources,
+        specs,
+        event_source_mappings(template, specs, resolver),
+        schedules(template, specs, resources, resolver),
+        rest_api(template, specs, resources, resolver),
+    )
+
+
 def function_specs(
     template: Template,
     resources: Resources,
     resolver: Resolver,
     *,
-    endpoint: str,
-    log_dir: Path,
+    endpoint: str | None,
+    log_dir: Path | None,
 ) -> dict[str, FunctionSpec]:
     specs: dict[str, FunctionSpec] = {}
     for logical_id, definition in template.of_type("AWS::Lambda::Function").items():
@@ -62,7 +103,7 @@ def function_specs(
         declared = {k: _env_value(v) for k, v in variables.items()}
         environment = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
         environment.update(declared)
-        environment.update(local_aws_environment(endpoint))
+        environment.update(local_aws_environment(endpoint) if endpoint else {})
         environment.update(
             {
                 "AWS_LAMBDA_FUNCTION_NAME": name,
@@ -87,7 +128,7 @@ def function_specs(
             memory_mb=memory,
             environment=environment,
             layer_dirs=tuple(d for d in layers if d is not None),
-            log_path=log_dir / f"{logical_id}.log",
+            log_path=log_dir / f"{logical_id}.log" if log_dir else None,
             runtime=str(props.get("Runtime", "python3")),
             declared_environment=declared,
         )
@@ -109,15 +150,7 @@ def _layer_dir(template: Template, layer: Any) -> Path | None:
 
 def function_by_reference(value: Any, specs: Mapping[str, FunctionSpec], resolver: Resolver) -> str:
     """The logical id of the function a FunctionName / target Arn names (Ref, GetAtt, name or ARN)."""
-    if isinstance(value, dict):
-        if "Ref" in value and value["Ref"] in specs:
-            return str(value["Ref"])
-        if "Fn::GetAtt" in value:
-            target = value["Fn::GetAtt"]
-            logical = target.split(".", 1)[0] if isinstance(target, str) else target[0]
-            if logical in specs:
-                return str(logical)
-        value = resolver.resolve(value)
+    value = resolver.resolve(value)
     for logical_id, spec in specs.items():
         if value in (spec.name, spec.arn, logical_id) or str(value).startswith(spec.arn + ":"):
             return logical_id
@@ -125,6 +158,43 @@ def function_by_reference(value: Any, specs: Mapping[str, FunctionSpec], resolve
 
 
 # ------------------------------------------------------------------------------- triggers
+# FilterCriteria patterns are matched by moto's EventBridge pattern matcher, which has Lambda's rules for
+# what filters use (nested keys, arrays, exact values, prefix, suffix, equals-ignore-case, anything-but,
+# numeric, exists). The one piece it lacks: it accepts any operator name and lets an unknown one match
+# everything, where Lambda refuses the pattern; such patterns are refused here.
+FILTER_OPERATORS = frozenset(
+    {"prefix", "suffix", "equals-ignore-case", "anything-but", "numeric", "exists", "cidr", "wildcard"}
+)
+
+
+def filter_pattern(text: str) -> EventPattern:
+    """One FilterCriteria pattern (JSON text), parsed by moto; TemplateError if Lambda would refuse it."""
+    from moto.events.models import EventPattern
+
+    try:
+        if not isinstance(json.loads(text), dict):
+            raise ValueError("a filter pattern is a JSON object")
+        pattern = EventPattern.load(text)
+    except Exception as error:
+        raise TemplateError(f"invalid filter pattern {text}: {error}") from error
+    for operators in _matchers(pattern.get_pattern()):
+        if len(operators) != 1 or operators[0] not in FILTER_OPERATORS:
+            raise TemplateError(f"invalid filter pattern {text}: unsupported matcher {list(operators)}")
+    return pattern
+
+
+def _matchers(node: Any, matcher: bool = False) -> Iterator[tuple[str, ...]]:
+    """The operator names of every matcher object (an object inside an array, or an operator's argument)."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _matchers(item, True)
+    elif isinstance(node, dict):
+        if matcher:
+            yield tuple(node)
+        for value in node.values():
+            yield from _matchers(value, matcher and isinstance(value, dict))
+
+
 @dataclass(frozen=True)
 class EventSourceMapping:
     logical_id: str
@@ -141,7 +211,11 @@ class EventSourceMapping:
     max_record_age_seconds: int = -1
     on_failure_arn: str | None = None
     max_concurrency: int | None = None
-    filter_patterns: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    filter_patterns: tuple[EventPattern, ...] = field(default_factory=tuple)
+
+    def passes(self, record: Mapping[str, Any]) -> bool:
+        """FilterCriteria: a record goes on when there are no patterns or any one matches it."""
+        return not self.filter_patterns or any(p.matches_event(dict(record)) for p in self.filter_patterns)  # type: ignore[arg-type]
 
 
 def event_source_mappings(
@@ -157,7 +231,7 @@ def event_source_mappings(
         kind = "dynamodb" if service == "dynamodb" and "/stream/" in source else service
         default_batch = 10 if kind == "sqs" else 100
         patterns = tuple(
-            filters.parse(f["Pattern"])
+            filter_pattern(str(f["Pattern"]))
             for f in (props.get("FilterCriteria") or {}).get("Filters", [])
             if "Pattern" in f
         )
@@ -177,11 +251,7 @@ def event_source_mappings(
                 max_retry_attempts=int(props.get("MaximumRetryAttempts", -1)),
                 max_record_age_seconds=int(props.get("MaximumRecordAgeInSeconds", -1)),
                 on_failure_arn=str(on_failure) if on_failure else None,
-                max_concurrency=(
-                    int(props["ScalingConfig"]["MaximumConcurrency"])
-                    if (props.get("ScalingConfig") or {}).get("MaximumConcurrency")
-                    else None
-                ),
+                max_concurrency=int((props.get("ScalingConfig") or {}).get("MaximumConcurrency") or 0) or None,
                 filter_patterns=patterns,
             )
         )
@@ -212,11 +282,25 @@ def schedules(
             try:
                 function = function_by_reference(target["Arn"], specs, resolver)
             except TemplateError:
-                continue  # a target the local stack does not play (not a function)
+                continue  # a target the local platform does not play (not a function)
             constant = resolver.resolve(target["Input"]) if "Input" in target else None
             found.append(
                 Schedule(logical_id, function, resources.get_att(logical_id, "Arn"), expression, enabled, constant)
             )
+    # EventBridge Scheduler schedules (SAM's ScheduleV2): one target each, its Input as the event.
+    for logical_id, definition in template.of_type("AWS::Scheduler::Schedule").items():
+        raw = definition.get("Properties") or {}
+        target = raw.get("Target") or {}
+        try:
+            function = function_by_reference(target.get("Arn"), specs, resolver)
+        except TemplateError:
+            continue
+        expression = str(resolver.resolve(raw["ScheduleExpression"]))
+        enabled = str(resolver.resolve(raw.get("State", "ENABLED"))) == "ENABLED"
+        constant = resolver.resolve(target["Input"]) if "Input" in target else None
+        found.append(
+            Schedule(logical_id, function, resources.get_att(logical_id, "Arn"), expression, enabled, constant)
+        )
     return found
 
 

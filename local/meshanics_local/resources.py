@@ -3,7 +3,7 @@
 The stateful subset (tables, queues, keys, buckets, ...) is deployed as one stack into moto's
 CloudFormation, and physical ids come back from describe_stack_resources. Where moto's
 CloudFormation is not faithful, the missing part is applied through the service API from the
-template's own properties (see `_complete`), and `verify` checks the result:
+template's own properties (see `_complete`):
 
 * DynamoDB tables: moto ignores TimeToLiveSpecification and PointInTimeRecoverySpecification.
 * KMS keys: moto stores KeyPolicy as an object, which breaks DescribeKey; it is put again as JSON.
@@ -11,23 +11,29 @@ template's own properties (see `_complete`), and `verify` checks the result:
   OwnershipControls and VersioningConfiguration.
 * AWS::S3::BucketPolicy: moto's CloudFormation has no such type; it is put with PutBucketPolicy,
   minus TLS-only deny statements (the local emulation speaks plain HTTP on loopback).
+* AWS::Scheduler::ScheduleGroup: no CloudFormation model in moto; created with CreateScheduleGroup
+  (the functions create one-time schedules in it, which the local platform fires).
 
 Everything else in the template (functions, roles, layers, event source mappings, the REST API,
-schedule rules, permissions) is played by the local stack itself and gets a synthetic physical id,
+schedule rules and schedules, permissions) is played by the local platform itself and gets a synthetic physical id,
 so intrinsics that name it still resolve. Event source mappings in particular are never created in
 moto: moto would invoke functions through Docker and drop records when that fails.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshanics_local.awsserver import client
-from meshanics_local.template import ACCOUNT_ID, REGION, Resolver, Template, TemplateError, evaluate_conditions
+from meshanics_local.awsserver import client as new_client
+from meshanics_local.template import ACCOUNT_ID, REGION, Resolver, Template, TemplateError
+
+# One client per service and endpoint for a deployment (a client costs far more to make than a call).
+client = functools.lru_cache(maxsize=None)(new_client)
 
 # Deployed through moto's CloudFormation.
 CLOUDFORMATION_TYPES = frozenset(
@@ -44,7 +50,7 @@ CLOUDFORMATION_TYPES = frozenset(
     }
 )
 # Stateful, but moto's CloudFormation cannot create them: created through the service API.
-API_TYPES = frozenset({"AWS::S3::BucketPolicy"})
+API_TYPES = frozenset({"AWS::S3::BucketPolicy", "AWS::Scheduler::ScheduleGroup"})
 
 
 @dataclass
@@ -53,7 +59,7 @@ class Resource:
     type: str
     physical_id: str
     attributes: dict[str, str] = field(default_factory=dict)
-    created_by: str = "local stack"  # "cloudformation", "service API" or "local stack" (played locally)
+    created_by: str = "local platform"  # "cloudformation", "service API" or "local platform" (played locally)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -68,57 +74,40 @@ def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
 
 
-class Resources(Mapping[str, Resource]):
+class Resources(dict[str, Resource]):
     """Logical id -> Resource, with Ref/GetAtt lookups for the intrinsic resolver."""
 
-    def __init__(self, items: dict[str, Resource]) -> None:
-        self._items = items
-
-    def __getitem__(self, key: str) -> Resource:
-        return self._items[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
     def add(self, resource: Resource) -> None:
-        self._items[resource.logical_id] = resource
+        self[resource.logical_id] = resource
 
     def ref(self, logical_id: str) -> str:
-        if logical_id not in self._items:
-            raise TemplateError(f"Ref to {logical_id}, which the local stack did not create")
-        return self._items[logical_id].physical_id
+        if logical_id not in self:
+            raise TemplateError(f"Ref to {logical_id}, which the local platform did not create")
+        return self[logical_id].physical_id
 
     def get_att(self, logical_id: str, attribute: str) -> str:
-        resource = self._items.get(logical_id)
+        resource = self.get(logical_id)
         if resource is None:
-            raise TemplateError(f"Fn::GetAtt of {logical_id}, which the local stack did not create")
+            raise TemplateError(f"Fn::GetAtt of {logical_id}, which the local platform did not create")
         if attribute not in resource.attributes:
             raise TemplateError(f"Fn::GetAtt {logical_id}.{attribute} is not known locally ({resource.type})")
         return resource.attributes[attribute]
 
     def by_arn(self, arn: str) -> Resource | None:
-        return next((r for r in self._items.values() if arn in (r.attributes.get("Arn"), r.physical_id)), None)
+        return next((r for r in self.values() if arn in (r.attributes.get("Arn"), r.physical_id)), None)
 
     def resolver(self, template: Template, stack_name: str) -> Resolver:
-        return Resolver(
-            parameters=template.parameters,
-            ref=self.ref,
-            get_att=self.get_att,
-            stack_name=stack_name,
-            conditions=evaluate_conditions(template.translated, template.parameters),
-        )
+        conditions = template.translated.get("Conditions")
+        return Resolver(template.parameters, self.ref, self.get_att, stack_name, conditions)
 
     def describe(self) -> dict[str, Any]:
-        return {k: r.describe() for k, r in self._items.items()}
+        return {k: r.describe() for k, r in self.items()}
 
 
 # ------------------------------------------------------------------------------- deploy
-def deploy(template: Template, endpoint: str, stack_name: str) -> Resources:
+def deploy(template: Template, endpoint: str | None, stack_name: str) -> Resources:
     """Create the stateful resources in the emulation; return every resource of the template."""
-    resources = Resources({})
+    resources = Resources()
     stateful = template.of_type(*CLOUDFORMATION_TYPES)
     if stateful:
         _create_stack(template, stateful, endpoint, stack_name, resources)
@@ -132,7 +121,7 @@ def deploy(template: Template, endpoint: str, stack_name: str) -> Resources:
 
 
 def _create_stack(
-    template: Template, stateful: dict[str, Any], endpoint: str, stack_name: str, resources: Resources
+    template: Template, stateful: dict[str, Any], endpoint: str | None, stack_name: str, resources: Resources
 ) -> None:
     body: dict[str, Any] = {
         "AWSTemplateFormatVersion": "2010-09-09",
@@ -166,15 +155,11 @@ def _create_stack(
 def _without_foreign_dependencies(definition: dict[str, Any], kept: Mapping[str, Any]) -> dict[str, Any]:
     result = dict(definition)
     depends = result.pop("DependsOn", None)
-    if depends:
-        names = [depends] if isinstance(depends, str) else list(depends)
-        names = [n for n in names if n in kept]
-        if names:
-            result["DependsOn"] = names
-    return result
+    names = [n for n in ([depends] if isinstance(depends, str) else depends or []) if n in kept]
+    return result | ({"DependsOn": names} if names else {})
 
 
-def _with_attributes(resource: Resource, endpoint: str) -> Resource:
+def _with_attributes(resource: Resource, endpoint: str | None) -> Resource:
     """Ref value and GetAtt attributes of a resource moto created, read back from moto."""
     kind, physical = resource.type, resource.physical_id
     attrs = resource.attributes
@@ -209,7 +194,7 @@ def _with_attributes(resource: Resource, endpoint: str) -> Resource:
     return resource
 
 
-def _complete(resource: Resource, props: Mapping[str, Any], endpoint: str) -> None:
+def _complete(resource: Resource, props: Mapping[str, Any], endpoint: str | None) -> None:
     """Apply the properties moto's CloudFormation ignores, through the service API."""
     kind, physical = resource.type, resource.physical_id
     if kind == "AWS::DynamoDB::Table":
@@ -224,17 +209,14 @@ def _complete(resource: Resource, props: Mapping[str, Any], endpoint: str) -> No
             ddb.update_continuous_backups(
                 TableName=physical, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
             )
-    elif kind == "AWS::KMS::Key":
-        kms = client("kms", endpoint)
-        if props.get("KeyPolicy"):
-            kms.put_key_policy(KeyId=physical, PolicyName="default", Policy=json.dumps(props["KeyPolicy"]))
-        if _true(props.get("EnableKeyRotation")):
-            kms.enable_key_rotation(KeyId=physical)
+    elif kind == "AWS::KMS::Key" and props.get("KeyPolicy"):
+        policy = json.dumps(props["KeyPolicy"])
+        client("kms", endpoint).put_key_policy(KeyId=physical, PolicyName="default", Policy=policy)
     elif kind == "AWS::S3::Bucket":
         _complete_bucket(physical, props, endpoint)
 
 
-def _complete_bucket(bucket: str, props: Mapping[str, Any], endpoint: str) -> None:
+def _complete_bucket(bucket: str, props: Mapping[str, Any], endpoint: str | None) -> None:
     s3 = client("s3", endpoint)
     lifecycle = props.get("LifecycleConfiguration")
     if lifecycle:
@@ -269,7 +251,9 @@ def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _create_by_api(logical_id: str, definition: Mapping[str, Any], resolver: Resolver, endpoint: str) -> Resource:
+def _create_by_api(
+    logical_id: str, definition: Mapping[str, Any], resolver: Resolver, endpoint: str | None
+) -> Resource:
     props = resolver.resolve(definition.get("Properties") or {})
     kind = definition["Type"]
     if kind == "AWS::S3::BucketPolicy":
@@ -277,6 +261,9 @@ def _create_by_api(logical_id: str, definition: Mapping[str, Any], resolver: Res
         if policy["Statement"]:
             client("s3", endpoint).put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(policy))
         return Resource(logical_id, kind, props["Bucket"], created_by="service API")
+    if kind == "AWS::Scheduler::ScheduleGroup":
+        arn = client("scheduler", endpoint).create_schedule_group(Name=props["Name"])["ScheduleGroupArn"]
+        return Resource(logical_id, kind, props["Name"], {"Arn": arn}, created_by="service API")
     raise TemplateError(f"{logical_id}: {kind} cannot be created locally")
 
 
@@ -340,62 +327,3 @@ def _synthesize(template: Template, stack: str, resources: Resources) -> None:
     for logical_id, definition in template.resources.items():
         if logical_id not in resources and definition["Type"] not in API_TYPES:
             resources.add(_synthetic(definition["Type"], logical_id, definition.get("Properties") or {}, stack))
-
-
-def offline(template: Template, stack_name: str) -> Resources:
-    """Every resource with a synthetic physical id, nothing created (to read wiring without AWS)."""
-    resources = Resources({})
-    for logical_id, definition in template.resources.items():
-        props = definition.get("Properties") or {}
-        resources.add(_synthetic(definition["Type"], logical_id, props, stack_name))
-    return resources
-
-
-# ------------------------------------------------------------------------------- verify
-def verify(template: Template, resources: Resources, endpoint: str) -> list[str]:
-    """What the emulation lacks compared with the template (empty when faithful)."""
-    problems: list[str] = []
-    resolver = resources.resolver(template, "verify")
-    checks: dict[str, Callable[[str, Mapping[str, Any], Any], list[str]]] = {
-        "AWS::DynamoDB::Table": _verify_table,
-        "AWS::SQS::Queue": _verify_queue,
-    }
-    for logical_id, definition in template.of_type(*checks).items():
-        props = resolver.resolve(definition.get("Properties") or {})
-        check = checks[definition["Type"]]
-        problems += [f"{logical_id}: {p}" for p in check(resources[logical_id].physical_id, props, endpoint)]
-    return problems
-
-
-def _verify_table(name: str, props: Mapping[str, Any], endpoint: str) -> list[str]:
-    ddb = client("dynamodb", endpoint)
-    table = ddb.describe_table(TableName=name)["Table"]
-    problems = []
-    stream = props.get("StreamSpecification")
-    if stream and (table.get("StreamSpecification") or {}).get("StreamViewType") != stream["StreamViewType"]:
-        problems.append("stream missing or of the wrong view type")
-    wanted = {g["IndexName"] for g in props.get("GlobalSecondaryIndexes", [])}
-    have = {g["IndexName"] for g in table.get("GlobalSecondaryIndexes", [])}
-    if wanted - have:
-        problems.append(f"global secondary indexes missing: {sorted(wanted - have)}")
-    ttl = props.get("TimeToLiveSpecification")
-    if ttl and _true(ttl.get("Enabled")):
-        got = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
-        if got.get("TimeToLiveStatus") != "ENABLED" or got.get("AttributeName") != ttl["AttributeName"]:
-            problems.append("time to live not enabled")
-    return problems
-
-
-def _verify_queue(url: str, props: Mapping[str, Any], endpoint: str) -> list[str]:
-    attributes = client("sqs", endpoint).get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    problems = []
-    redrive = props.get("RedrivePolicy")
-    if redrive:
-        got = json.loads(attributes.get("RedrivePolicy", "{}"))
-        if got.get("deadLetterTargetArn") != redrive["deadLetterTargetArn"] or int(
-            got.get("maxReceiveCount", 0)
-        ) != int(redrive["maxReceiveCount"]):
-            problems.append(f"redrive policy is {got}, expected {redrive}")
-    if "VisibilityTimeout" in props and attributes.get("VisibilityTimeout") != str(props["VisibilityTimeout"]):
-        problems.append(f"visibility timeout is {attributes.get('VisibilityTimeout')}")
-    return problems

@@ -1,6 +1,6 @@
-"""LocalStack: the whole system on one machine, wired from template.yaml.
+"""LocalPlatform: the whole system on one machine, wired from template.yaml.
 
-    with LocalStack(api_port=0, aws_port=0, state_dir=tmp) as stack:
+    with LocalPlatform(api_port=0, aws_port=0, state_dir=tmp) as stack:
         requests.get(f"{stack.api_url}/v1/webhooks", headers={"Authorization": f"Bearer {stack.demo_key}"})
 
 Start order: the AWS emulation (moto server) and the template translation run side by side; then
@@ -13,6 +13,7 @@ the function workers); nothing touches `os.environ`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -20,30 +21,24 @@ import os
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from meshanics_local import resources as resource_module
-from meshanics_local.apigateway import ApiFront
+from meshanics_local.apigateway import ApiFront, RestApi
 from meshanics_local.awsserver import AwsServer, client
 from meshanics_local.functions import (
     EventSourceMapping,
     Schedule,
-    event_source_mappings,
-    function_specs,
     local_aws_environment,
-    rest_api,
-    schedules,
+    provision,
+    template_environment,
 )
 from meshanics_local.resources import Resources
-from meshanics_local.routes import RestApi
-from meshanics_local.schedules import ScheduleRunner
-from meshanics_local.sqs import QueuePoller
-from meshanics_local.streams import StreamPoller
 from meshanics_local.template import REGION, Template, TemplateError, translate
+from meshanics_local.triggers import Loop, OneTimeSchedules, QueuePoller, ScheduleRunner, StreamPoller
 from meshanics_local.workers import FunctionPool, FunctionSpec, Invocation
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +72,7 @@ class FunctionUsage:
         self.faults.update(invocation.aws.get("faults", {}))
 
 
-class LocalStack:
+class LocalPlatform:
     def __init__(
         self,
         *,
@@ -110,7 +105,7 @@ class LocalStack:
         self._function_environment = {k: dict(v) for k, v in (function_environment or {}).items()}
 
         self.template: Template | None = None
-        self.resources: Resources = Resources({})
+        self.resources: Resources = Resources()
         self.functions: dict[str, FunctionSpec] = {}
         self.pools: dict[str, FunctionPool] = {}
         self.mappings: list[EventSourceMapping] = []
@@ -119,9 +114,7 @@ class LocalStack:
         self.demo_key: str | None = None
         self._aws: AwsServer | None = None
         self._front: ApiFront | None = None
-        self._stream_pollers: list[StreamPoller] = []
-        self._queue_pollers: list[QueuePoller] = []
-        self._schedule_runners: list[ScheduleRunner] = []
+        self._triggers: list[Loop] = []  # the stream and queue pollers and the schedules, started in this order
         self._log_handler: logging.Handler | None = None
         # The last events each function received from the local triggers (for inspection and tests).
         self.recent_events: dict[str, deque[Any]] = {}
@@ -148,7 +141,7 @@ class LocalStack:
         return self.state_dir / "demo-key"
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> LocalPlatform:
         return self.start()
 
     def __exit__(
@@ -156,7 +149,7 @@ class LocalStack:
     ) -> None:
         self.stop()
 
-    def start(self) -> LocalStack:
+    def start(self) -> LocalPlatform:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._start_logging()
         try:
@@ -172,19 +165,13 @@ class LocalStack:
         self._aws.launch()
         self.template = template = translate(self.template_path, self._overrides)
         endpoint = self._aws.wait_ready()
-        self.resources = resource_module.deploy(template, endpoint, self.stack_name)
-        problems = resource_module.verify(template, self.resources, endpoint)
-        if problems:
-            raise RuntimeError("the AWS emulation differs from the template: " + "; ".join(problems))
-        resolver = self.resources.resolver(template, self.stack_name)
-        self.functions = function_specs(template, self.resources, resolver, endpoint=endpoint, log_dir=self.log_dir)
-        for logical_id, spec in list(self.functions.items()):
-            extra = {**self._function_environment.get("*", {}), **self._function_environment.get(logical_id, {})}
-            if extra:
-                self.functions[logical_id] = replace(spec, environment={**spec.environment, **extra})
-        self.mappings = event_source_mappings(template, self.functions, resolver)
-        self.schedules = schedules(template, self.functions, self.resources, resolver)
-        self.rest_api = rest_api(template, self.functions, self.resources, resolver)
+        wiring = provision(template, endpoint, self.stack_name, self.log_dir)
+        self.resources, self.mappings, self.schedules = wiring.resources, wiring.mappings, wiring.schedules
+        self.rest_api = wiring.rest_api
+        self.functions = {
+            logical_id: replace(spec, environment={**spec.environment, **self._extra_environment(logical_id)})
+            for logical_id, spec in wiring.functions.items()
+        }
         if self._want_demo_key:
             self.demo_key = self._create_demo_key()
         if not self._run_functions:
@@ -198,27 +185,20 @@ class LocalStack:
         if self.rest_api is not None:
             self._front = ApiFront(
                 self.rest_api,
-                self._invoke_for_api,
+                self.invoke,
                 port=self._api_port,
                 region=self.region,
                 function_timeouts={k: s.timeout for k, s in self.functions.items()},
             )
             self._front.start()
         self._write_state()
-        log.info("local stack up in %.1fs", time.monotonic() - started)
+        log.info("local platform up in %.1fs", time.monotonic() - started)
 
     def stop(self) -> None:
-        stoppables: list[ScheduleRunner | QueuePoller | StreamPoller] = [
-            *self._schedule_runners,
-            *self._queue_pollers,
-            *self._stream_pollers,
-        ]
-        for stoppable in stoppables:
+        for running in [*reversed(self._triggers), self._front]:
             with contextlib.suppress(Exception):
-                stoppable.stop()
-        if self._front is not None:
-            with contextlib.suppress(Exception):
-                self._front.stop()
+                if running is not None:
+                    running.stop()
         for pool in self.pools.values():
             pool.request_stop()
         deadline = time.monotonic() + 1  # idle workers exit at once; a busy or initializing one is killed
@@ -227,7 +207,7 @@ class LocalStack:
                 pool.finish(deadline)
         if self._aws is not None:
             self._aws.stop()
-        self._schedule_runners, self._queue_pollers, self._stream_pollers = [], [], []
+        self._triggers = []
         self.pools = {}
         if self._log_handler is not None:
             log.removeHandler(self._log_handler)
@@ -242,6 +222,9 @@ class LocalStack:
         self._log_handler = handler
 
     # -- wiring -----------------------------------------------------------------------------------
+    def _extra_environment(self, logical_id: str) -> dict[str, str]:
+        return {**self._function_environment.get("*", {}), **self._function_environment.get(logical_id, {})}
+
     def _pool_size(self, logical_id: str) -> int:
         if logical_id in self._pool_sizes:
             return max(1, int(self._pool_sizes[logical_id]))
@@ -259,38 +242,40 @@ class LocalStack:
             if not mapping.enabled:
                 continue
             spec = self.functions[mapping.function]
-            invoke = self._invoker(mapping.function)
+            invoke = functools.partial(self.invoke, mapping.function)
             if mapping.kind == "dynamodb":
                 poller = StreamPoller(mapping, invoke, endpoint=endpoint, region=self.region, function_arn=spec.arn)
                 poller.start()
-                self._stream_pollers.append(poller)
+                self._triggers.append(poller)
             elif mapping.kind == "sqs":
                 pool = self.pools[mapping.function].size
                 concurrency = min(mapping.max_concurrency or pool, pool)
                 queue = QueuePoller(mapping, invoke, endpoint=endpoint, region=self.region, concurrency=concurrency)
                 queue.start()
-                self._queue_pollers.append(queue)
+                self._triggers.append(queue)
             else:
                 log.warning("%s: %s event sources are not played locally", mapping.logical_id, mapping.kind)
+        groups = [r.physical_id for r in self.resources.values() if r.type == "AWS::Scheduler::ScheduleGroup"]
+        if groups:
+            one_time = OneTimeSchedules(groups, self.invoke, endpoint=endpoint)
+            one_time.start()
+            self._triggers.append(one_time)
         for schedule in self.schedules:
             runner = ScheduleRunner(
-                schedule, self._invoker(schedule.function), region=self.region, scale=self._schedule_scale
+                schedule,
+                functools.partial(self.invoke, schedule.function),
+                region=self.region,
+                scale=self._schedule_scale,
             )
             runner.start()
-            self._schedule_runners.append(runner)
+            self._triggers.append(runner)
 
-    def _invoker(self, logical_id: str) -> Callable[[Any], Invocation]:
-        def invoke(event: Any) -> Invocation:
-            self._remember(logical_id, event)
-            return self._account(logical_id, self.pools[logical_id].invoke(event))
-
-        return invoke
-
-    def _invoke_for_api(self, logical_id: str, event: dict[str, Any], timeout: float) -> Invocation:
-        self._remember(logical_id, event)
-        return self._account(logical_id, self.pools[logical_id].invoke(event, timeout=timeout))
-
-    def _account(self, logical_id: str, invocation: Invocation) -> Invocation:
+    def invoke(self, function: str, event: Any, timeout: float | None = None) -> Invocation:
+        """Invoke a function (by logical id or function name), as its triggers, the API front or
+        `sam local invoke` do; the event is remembered and the invocation counted."""
+        logical_id = function if function in self.pools else self._logical_id(function)
+        self.recent_events.setdefault(logical_id, deque(maxlen=RECENT_EVENTS)).append(event)
+        invocation = self.pools[logical_id].invoke(event, timeout=timeout)
         with self._usage_lock:
             self.usage.setdefault(logical_id, FunctionUsage()).add(invocation)
         return invocation
@@ -303,15 +288,7 @@ class LocalStack:
 
     @property
     def stream_pollers(self) -> list[StreamPoller]:
-        return list(self._stream_pollers)
-
-    def _remember(self, logical_id: str, event: Any) -> None:
-        self.recent_events.setdefault(logical_id, deque(maxlen=RECENT_EVENTS)).append(event)
-
-    def invoke(self, function: str, event: Any) -> Invocation:
-        """Invoke a function directly (by logical id or function name), as `sam local invoke` would."""
-        logical_id = function if function in self.pools else self._logical_id(function)
-        return self._account(logical_id, self.pools[logical_id].invoke(event))
+        return [t for t in self._triggers if isinstance(t, StreamPoller)]
 
     def _logical_id(self, name: str) -> str:
         for logical_id, spec in self.functions.items():
@@ -339,14 +316,7 @@ class LocalStack:
         from meshanics.apikeys import SCOPES
         from meshanics.store.apikeys import ApiKeyStore
 
-        table = next(
-            (
-                spec.environment["INTEGRATIONS_TABLE"]
-                for spec in self.functions.values()
-                if "INTEGRATIONS_TABLE" in spec.environment
-            ),
-            None,
-        )
+        table = template_environment(self.functions).get("INTEGRATIONS_TABLE")
         if table is None:
             raise TemplateError("no function has INTEGRATIONS_TABLE set; cannot create the demo API key")
         dynamodb = self.client("dynamodb")
@@ -413,9 +383,4 @@ class LocalStack:
     def parent_environment(self) -> dict[str, str]:
         """Variables that point a process (boto3, the core, the CLI) at this stack: the template's
         function variables (the union over functions) and the local AWS endpoint and credentials."""
-        env: dict[str, str] = {}
-        for spec in self.functions.values():
-            env.update(spec.declared_environment)
-        env.update(local_aws_environment(self.aws_url))
-        env["POWERTOOLS_TRACE_DISABLED"] = "true"
-        return env
+        return template_environment(self.functions) | local_aws_environment(self.aws_url)

@@ -1,5 +1,5 @@
 """template.yaml: load it (short-form tags too), translate it with the SAM translator offline, and
-resolve CloudFormation intrinsics against the local stack's resources.
+resolve CloudFormation intrinsics against the local platform's resources (with moto's CloudFormation).
 
 The SAM translator wants code in S3, so every local `CodeUri` / `ContentUri` becomes the placeholder
 `s3://local-code/<path>` before translating; `Template.code_path` maps a translated code location
@@ -9,6 +9,7 @@ back to the local directory.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,6 @@ from typing import Any
 CODE_BUCKET = "local-code"
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
-PARTITION = "aws"
 
 # SAM resource type -> the property that names a local code directory.
 _CODE_PROPERTIES = {
@@ -29,13 +29,6 @@ _CODE_PROPERTIES = {
 
 class TemplateError(Exception):
     """The template cannot be loaded, translated or resolved."""
-
-
-class _NoValue:
-    """AWS::NoValue: the property is removed."""
-
-
-NO_VALUE = _NoValue()
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -75,10 +68,6 @@ class Template:
     translated: dict[str, Any]
     parameters: dict[str, str]
     code_locations: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def root(self) -> Path:
-        return self.path.parent
 
     @property
     def resources(self) -> dict[str, Any]:
@@ -143,146 +132,62 @@ def translate(path: Path, overrides: Mapping[str, str] | None = None) -> Templat
 
 
 # ------------------------------------------------------------------------------- intrinsics
-RefLookup = Callable[[str], Any]
-AttLookup = Callable[[str, str], Any]
-
-
-@dataclass
 class Resolver:
-    """Resolves Ref, Fn::GetAtt, Fn::Sub, Fn::Join, Fn::Select, Fn::Split, Fn::If and friends."""
+    """Resolves Ref, Fn::GetAtt, Fn::Sub, Fn::Join, Fn::If and the other intrinsics with moto's own
+    CloudFormation (clean_json, parse_condition), against the parameters and the local platform's
+    resources: this object is the name map moto reads (`[name]` for Ref, `.get(name)` for GetAtt)."""
 
-    parameters: Mapping[str, str]
-    ref: RefLookup
-    get_att: AttLookup
-    stack_name: str = "meshanics"
-    conditions: Mapping[str, bool] = field(default_factory=dict)
-    region: str = REGION
-    account_id: str = ACCOUNT_ID
+    def __init__(
+        self,
+        parameters: Mapping[str, str],
+        ref: Callable[[str], Any],
+        get_att: Callable[[str, str], Any],
+        stack_name: str = "meshanics",
+        conditions: Mapping[str, Any] | None = None,
+    ) -> None:
+        from moto.cloudformation.parsing import LazyDict, parse_condition
 
-    def pseudo(self, name: str) -> Any:
-        values: dict[str, Any] = {
-            "AWS::Region": self.region,
-            "AWS::AccountId": self.account_id,
-            "AWS::Partition": PARTITION,
-            "AWS::URLSuffix": "amazonaws.com",
-            "AWS::StackName": self.stack_name,
-            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/{self.stack_name}/local",
-            "AWS::NotificationARNs": [],
-            "AWS::NoValue": NO_VALUE,
+        stack_id = f"arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/{stack_name}/local"
+        self._names: dict[str, Any] = {
+            **parameters,
+            **{"AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID, "AWS::Partition": "aws"},
+            **{"AWS::URLSuffix": "amazonaws.com", "AWS::StackName": stack_name, "AWS::StackId": stack_id},
+            **{"AWS::NotificationARNs": [], "AWS::NoValue": None},
         }
-        if name not in values:
-            raise TemplateError(f"unknown pseudo parameter {name}")
-        return values[name]
+        self._ref, self._get_att = ref, get_att
+        self.lazy_condition_map = LazyDict()
+        names: Any = self  # moto's ResourceMap, as far as clean_json and parse_condition read it
+        for name, condition in (conditions or {}).items():
+            self.lazy_condition_map[name] = functools.partial(
+                parse_condition, condition, names, self.lazy_condition_map
+            )
+
+    def __getitem__(self, name: str) -> Any:
+        return self._names[name] if name in self._names else self._ref(name)
+
+    def get(self, logical_id: str) -> Any:
+        resolver = self
+
+        class Attributes:
+            def get_cfn_attribute(self, attribute: str) -> Any:
+                return resolver._get_att(logical_id, attribute)
+
+        return Attributes()
 
     def resolve(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return [r for r in (self.resolve(v) for v in value) if r is not NO_VALUE]
-        if not isinstance(value, dict):
-            return value
-        if len(value) == 1:
-            (key, argument), *_ = value.items()
-            if key == "Ref" or key.startswith("Fn::") or key == "Condition":
-                return self._intrinsic(key, argument)
-        return {k: r for k, r in ((k, self.resolve(v)) for k, v in value.items()) if r is not NO_VALUE}
+        from moto.cloudformation.parsing import clean_json
 
-    def _lookup_ref(self, name: str) -> Any:
-        if name.startswith("AWS::"):
-            return self.pseudo(name)
-        if name in self.parameters:
-            return self.parameters[name]
-        return self.ref(name)
+        names: Any = self
+        return clean_json(value, names)
 
-    def _intrinsic(self, key: str, argument: Any) -> Any:
-        if key == "Ref":
-            return self._lookup_ref(str(self.resolve(argument)))
-        if key == "Fn::GetAtt":
-            target = argument.split(".", 1) if isinstance(argument, str) else self.resolve(argument)
-            return self.get_att(str(target[0]), str(target[1]))
-        if key == "Fn::Sub":
-            return self._sub(argument)
-        if key == "Fn::Join":
-            separator, items = argument
-            return str(separator).join(str(i) for i in self.resolve(items))
-        if key == "Fn::Select":
-            index, items = self.resolve(argument)
-            return items[int(index)]
-        if key == "Fn::Split":
-            separator, text = self.resolve(argument)
-            return str(text).split(str(separator))
-        if key == "Fn::If":
-            condition, when_true, when_false = argument
-            return self.resolve(when_true if self.conditions.get(condition, False) else when_false)
-        if key == "Fn::Base64":
-            import base64
-
-            return base64.b64encode(str(self.resolve(argument)).encode()).decode()
-        if key == "Fn::GetAZs":
-            return [f"{self.region}{z}" for z in "abc"]
-        if key == "Fn::ToJsonString":
-            import json
-
-            return json.dumps(self.resolve(argument), separators=(",", ":"))
-        if key == "Condition":
-            return self.conditions.get(str(argument), False)
-        raise TemplateError(f"{key} is not supported by the local stack")
-
-    def _sub(self, argument: Any) -> str:
-        if isinstance(argument, list):
-            text, variables = argument[0], {k: self.resolve(v) for k, v in argument[1].items()}
-        else:
-            text, variables = argument, {}
-        out: list[str] = []
-        i = 0
-        while i < len(text):
-            start = text.find("${", i)
-            if start < 0:
-                out.append(text[i:])
-                break
-            out.append(text[i:start])
-            end = text.find("}", start)
-            if end < 0:
-                raise TemplateError(f"unterminated ${{ in Fn::Sub {text!r}")
-            name = text[start + 2 : end]
-            if name.startswith("!"):  # ${!Literal} is the literal ${Literal}
-                out.append("${" + name[1:] + "}")
-            elif name in variables:
-                out.append(str(variables[name]))
-            elif "." in name and not name.startswith("AWS::"):
-                logical, attribute = name.split(".", 1)
-                out.append(str(self.get_att(logical, attribute)))
-            else:
-                out.append(str(self._lookup_ref(name)))
-            i = end + 1
-        return "".join(out)
+    def conditions(self) -> dict[str, bool]:
+        return {name: bool(self.lazy_condition_map[name]) for name in self.lazy_condition_map}
 
 
 def evaluate_conditions(template: Mapping[str, Any], parameters: Mapping[str, str]) -> dict[str, bool]:
     """The template's Conditions, evaluated against parameter values."""
-    raw: Mapping[str, Any] = template.get("Conditions") or {}
-    done: dict[str, bool] = {}
 
-    def value(node: Any) -> Any:
-        if isinstance(node, dict) and len(node) == 1:
-            (key, argument), *_ = node.items()
-            if key == "Ref":
-                return parameters.get(argument, argument)
-            if key == "Condition":
-                return condition(argument)
-            if key == "Fn::Equals":
-                return str(value(argument[0])) == str(value(argument[1]))
-            if key == "Fn::Not":
-                return not value(argument[0])
-            if key == "Fn::And":
-                return all(value(a) for a in argument)
-            if key == "Fn::Or":
-                return any(value(a) for a in argument)
-        return node
+    def no_resources(name: str, *_: str) -> Any:
+        raise TemplateError(f"a condition cannot refer to the resource {name}")
 
-    def condition(name: str) -> bool:
-        if name not in done:
-            done[name] = bool(value(raw[name]))
-        return done[name]
-
-    for name in raw:
-        condition(name)
-    return done
+    return Resolver(parameters, no_resources, no_resources, conditions=template.get("Conditions")).conditions()

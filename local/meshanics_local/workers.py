@@ -125,10 +125,15 @@ def _python_path(spec: FunctionSpec) -> list[str]:
     return [str(spec.code_dir), *(str(d) for d in spec.layer_dirs), *runtime]
 
 
-def _load_handler(spec: FunctionSpec) -> Any:
+def _load_handler(spec: FunctionSpec) -> tuple[Any, dict[str, Any] | None]:
+    """The handler (the function's init), or its error as Lambda reports it."""
     module_name, _, function_name = spec.handler.rpartition(".")
-    module = importlib.import_module(module_name)
-    return getattr(module, function_name)
+    try:
+        return getattr(importlib.import_module(module_name), function_name), None
+    except Exception as error:
+        traceback.print_exc()
+        init_error = _error(error, "Runtime.ImportModuleError" if isinstance(error, ImportError) else None)
+        return None, init_error | {"errorMessage": f"Init error in {spec.handler}: {error}"}
 
 
 def _worker_main(spec: FunctionSpec, conn: Connection) -> None:
@@ -150,15 +155,8 @@ def _worker_main(spec: FunctionSpec, conn: Connection) -> None:
 
     awscalls.install(awscalls.FaultPlan.from_env(os.environ.get(awscalls.ENV)))
 
-    handler: Any = None
-    init_error: dict[str, Any] | None = None
     started = time.perf_counter()
-    try:
-        handler = _load_handler(spec)
-    except Exception as error:
-        init_error = _error(error, "Runtime.ImportModuleError" if isinstance(error, ImportError) else None)
-        init_error["errorMessage"] = f"Init error in {spec.handler}: {error}"
-        traceback.print_exc()
+    handler, init_error = _load_handler(spec)
     init_ms = (time.perf_counter() - started) * 1000
     conn.send(("ready", init_error))
     first = True
@@ -173,11 +171,7 @@ def _worker_main(spec: FunctionSpec, conn: Connection) -> None:
         print(f"START RequestId: {request_id} Version: $LATEST", flush=True)
         started = time.perf_counter()
         if handler is None:  # Lambda re-runs a failed init on the next invocation
-            try:
-                handler = _load_handler(spec)
-                init_error = None
-            except Exception as error:
-                init_error = _error(error, "Runtime.ImportModuleError" if isinstance(error, ImportError) else None)
+            handler, init_error = _load_handler(spec)
         if handler is None:
             reply: tuple[str, Any] = ("error", init_error)
         else:
@@ -272,21 +266,18 @@ class FunctionPool:
     def invoke(self, event: Any, *, timeout: float | None = None, request_id: str | None = None) -> Invocation:
         """Invoke once; `timeout` (default the function's) bounds the handler's run time."""
         request_id = request_id or str(uuid.uuid4())
+
+        def failed(kind: str, message: str, **details: Any) -> Invocation:
+            return Invocation(request_id, error={"errorMessage": message, "errorType": kind}, **details)
+
         if not self.spec.code_present:
-            return Invocation(
-                request_id,
-                error={
-                    "errorMessage": f"Unable to import module '{self.spec.handler.rsplit('.', 1)[0]}': "
-                    f"{self.spec.module_file} does not exist",
-                    "errorType": "Runtime.ImportModuleError",
-                    "requestId": request_id,
-                    "stackTrace": [],
-                },
-            )
+            module = self.spec.handler.rsplit(".", 1)[0]
+            missing = f"Unable to import module '{module}': {self.spec.module_file} does not exist"
+            return failed("Runtime.ImportModuleError", missing)
         limit = self.spec.timeout if timeout is None else min(timeout, self.spec.timeout)
         worker = self._take()
         if worker is None:
-            return Invocation(request_id, error={"errorMessage": "the local stack is stopping", "errorType": "Stopped"})
+            return failed("Stopped", "the local platform is stopping")
         cold = not worker.ready
         worker.busy = True
         try:
@@ -300,41 +291,23 @@ class FunctionPool:
             if not worker.conn.poll(limit):
                 self._replace(worker)
                 elapsed = time.perf_counter() - started
-                return Invocation(
-                    request_id,
-                    error={
-                        "errorMessage": f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {request_id} "
-                        f"Task timed out after {elapsed:.2f} seconds",
-                        "errorType": "Sandbox.Timedout",
-                    },
-                    duration_ms=elapsed * 1000,
-                    cold_start=cold,
-                )
+                at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                message = f"{at} {request_id} Task timed out after {elapsed:.2f} seconds"
+                return failed("Sandbox.Timedout", message, duration_ms=elapsed * 1000, cold_start=cold)
             status, payload, aws = worker.conn.recv()
             duration = (time.perf_counter() - started) * 1000
         except (EOFError, OSError, TimeoutError) as failure:
             self._replace(worker)
             reason = "did not finish its init" if isinstance(failure, TimeoutError) else "exited"
-            return Invocation(
-                request_id,
-                error={"errorMessage": f"the function's runtime {reason}", "errorType": "Runtime.ExitError"},
-                cold_start=cold,
-            )
+            return failed("Runtime.ExitError", f"the function's runtime {reason}", cold_start=cold)
         worker.invocations += 1
         worker.busy = False
         self._idle.put(worker)
+        if status == "ok" and len(payload) > MAX_RESPONSE_BYTES:
+            too_large = f"Response payload size ({len(payload)} bytes) exceeded maximum allowed payload size "
+            too_large += f"({MAX_RESPONSE_BYTES} bytes)."
+            return failed("Function.ResponseSizeTooLarge", too_large, duration_ms=duration, cold_start=cold)
         if status == "ok":
-            if len(payload) > MAX_RESPONSE_BYTES:
-                return Invocation(
-                    request_id,
-                    error={
-                        "errorMessage": f"Response payload size ({len(payload)} bytes) exceeded maximum allowed "
-                        f"payload size ({MAX_RESPONSE_BYTES} bytes).",
-                        "errorType": "Function.ResponseSizeTooLarge",
-                    },
-                    duration_ms=duration,
-                    cold_start=cold,
-                )
             return Invocation(request_id, result=json.loads(payload), duration_ms=duration, cold_start=cold, aws=aws)
         error = dict(payload or {})
         error["requestId"] = request_id

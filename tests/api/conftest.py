@@ -18,9 +18,14 @@ import pytest
 
 from meshanics import services
 from tests.api.support import DNS
+from tests.conftest import provision
 from tests.support.harness import Platform
 
-KEYS = {"IntegrationsTable": ("pk", "sk"), "AuditLogTable": ("partition", "sequence")}
+KEYS: dict[str, tuple[str, ...]] = {
+    "INTEGRATIONS_TABLE": ("pk", "sk"),
+    "AUDIT_TABLE": ("partition", "sequence"),
+    "IDEMPOTENCY_TABLE": ("id",),
+}
 
 
 def _is_literal(host: str) -> bool:
@@ -65,8 +70,6 @@ def world() -> Iterator[dict[str, str]]:
     """moto with the template's resources for the whole module; the core's env points at them."""
     from moto import mock_aws
 
-    from tests.support.aws import provision
-
     saved = dict(os.environ)
     with mock_aws():
         env = provision()
@@ -88,10 +91,12 @@ def shared_platform(world: dict[str, str]) -> Platform:
 def wipe(platform: Platform) -> None:
     """Empty the tables and queues and read the audit stream to its end."""
     ddb = boto3.client("dynamodb")
-    for table, (hash_key, range_key) in KEYS.items():
+    for variable, key_names in KEYS.items():
+        table = platform.env[variable]
         keys: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"TableName": table, "ProjectionExpression": "#h, #r"}
-        kwargs["ExpressionAttributeNames"] = {"#h": hash_key, "#r": range_key}
+        names = {f"#k{i}": name for i, name in enumerate(key_names)}
+        kwargs: dict[str, Any] = {"TableName": table, "ProjectionExpression": ", ".join(names)}
+        kwargs["ExpressionAttributeNames"] = names
         while True:
             page = ddb.scan(**kwargs)
             keys += page["Items"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from meshanics_local.receiver import Receiver
 from tests.support.harness import ApiResponse, Platform
-from tests.support.receiver import Receiver
 
 TENANT = "acme"
 OTHER = "globex"
@@ -15,7 +16,9 @@ OTHER = "globex"
 READ = "integrations:read"
 ADMIN = "integrations:admin"
 EVENTS = "events:write"
-SCOPES = (READ, ADMIN, EVENTS, "registries:operator", "artifacts:pull")
+OPERATOR = "registries:operator"
+SCOPES = (READ, ADMIN, EVENTS, OPERATOR, "artifacts:pull")
+ANY_SCOPE = "any scope"  # a route every key may call (GET /v1/whoami)
 
 # Hosts the tests' resolver answers (see conftest.fake_dns); nothing leaves the machine.
 PUBLIC_IP = "93.184.215.14"
@@ -35,22 +38,29 @@ class Route:
     template: str  # as in template.yaml and the OpenAPI document, e.g. /v1/webhooks/{webhook_id}
     scope: str
     body: Any = None
+    also: tuple[str, ...] = ()  # other scopes that open the route
 
     @property
     def label(self) -> str:
         return f"{self.method} {self.template}"
 
-    def path(self, webhook_id: str = "", delivery_id: str = "") -> str:
-        return self.template.replace("{webhook_id}", webhook_id).replace("{delivery_id}", delivery_id)
+    def path(self, webhook_id: str = "", delivery_id: str = "", *, registry_id: str = "", replay_id: str = "") -> str:
+        return (
+            self.template.replace("{webhook_id}", webhook_id)
+            .replace("{delivery_id}", delivery_id)
+            .replace("{registry_id}", registry_id)
+            .replace("{replay_id}", replay_id)
+        )
 
     @property
     def takes_id(self) -> bool:
         return "{" in self.template
 
     def allows(self, scope: str) -> bool:
-        return scope == self.scope or (self.scope == READ and scope == ADMIN)
+        return self.scope == ANY_SCOPE or scope in (self.scope, *self.also) or (self.scope == READ and scope == ADMIN)
 
 
+RECENTLY = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))  # a recovery window's start
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/webhooks", ADMIN, {"url": "https://hooks.example.com/new"}),
     Route("GET", "/v1/webhooks", READ),
@@ -62,9 +72,14 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/webhooks/{webhook_id}/deliveries", READ),
     Route("GET", "/v1/webhooks/{webhook_id}/stats", READ),
     Route("POST", "/v1/webhooks/{webhook_id}/replay", ADMIN, {"limit": 10}),
+    Route("POST", "/v1/webhooks/{webhook_id}/recover", ADMIN, {"since": RECENTLY}),
+    Route("GET", "/v1/replays", READ),
+    Route("GET", "/v1/replays/{replay_id}", READ),
+    Route("DELETE", "/v1/replays/{replay_id}", ADMIN),
     Route("GET", "/v1/deliveries/{delivery_id}", READ),
     Route("POST", "/v1/deliveries/{delivery_id}/replay", ADMIN),
     Route("GET", "/v1/event-types", READ),
+    Route("GET", "/v1/whoami", ANY_SCOPE),
     Route(
         "POST",
         "/v1/events",
@@ -73,6 +88,24 @@ ROUTES: tuple[Route, ...] = (
     ),
 )
 ID_ROUTES = tuple(r for r in ROUTES if r.takes_id)
+UPSTREAM = {"type": "basic", "username": "robot", "password": "s3cret-password-value"}
+# Registry connections: served by the same function, in the same document (their own tests are in
+# tests/registry).
+REGISTRY_ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        "/v1/registries",
+        OPERATOR,
+        {"name": "corp", "upstream_url": "https://hooks.example.com", "credentials": UPSTREAM},
+    ),
+    Route("GET", "/v1/registries", READ, also=(OPERATOR,)),
+    Route("GET", "/v1/registries/{registry_id}", READ, also=(OPERATOR,)),
+    Route("DELETE", "/v1/registries/{registry_id}", OPERATOR),
+    Route("POST", "/v1/registries/{registry_id}/approve", OPERATOR),
+    Route("PUT", "/v1/registries/{registry_id}/credentials", OPERATOR, {"credentials": UPSTREAM}),
+)
+# Every route the OpenAPI document states.
+DOCUMENTED = ROUTES + REGISTRY_ROUTES
 
 
 def random_webhook_id() -> str:
@@ -81,6 +114,10 @@ def random_webhook_id() -> str:
 
 def random_delivery_id() -> str:
     return f"dlv_{secrets.token_hex(12)}_7"
+
+
+def random_replay_id() -> str:
+    return f"rpl_{secrets.token_hex(12)}"
 
 
 def assert_error(response: ApiResponse, status: int, code: str | None = None, field: Any = ...) -> dict[str, Any]:

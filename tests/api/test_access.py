@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from typing import Any
 
@@ -12,6 +13,7 @@ import boto3
 import pytest
 
 from meshanics import services
+from meshanics_local.receiver import Behaviour, Receiver
 from tests.api.support import (
     ADMIN,
     EVENTS,
@@ -19,17 +21,18 @@ from tests.api.support import (
     OTHER,
     PUBLIC_URL,
     READ,
+    RECENTLY,
     ROUTES,
     SCOPES,
     TENANT,
     Route,
     assert_error,
     random_delivery_id,
+    random_replay_id,
     random_webhook_id,
 )
 from tests.support.harness import ApiResponse, Platform
 from tests.support.lambda_events import Context
-from tests.support.receiver import Behaviour, Receiver
 
 QUIET = "vulnerability.resolved"
 SUCCESS = {
@@ -37,6 +40,7 @@ SUCCESS = {
     "DELETE /v1/webhooks/{webhook_id}": 204,
     "POST /v1/webhooks/{webhook_id}/replay": 202,
     "POST /v1/deliveries/{delivery_id}/replay": 202,
+    "POST /v1/webhooks/{webhook_id}/recover": 202,
     "POST /v1/events": 201,
 }
 
@@ -50,7 +54,7 @@ def call(platform: Platform, authorization: str | None, route: Route, **ids: str
 
 
 def audit_count() -> int:
-    return int(boto3.client("dynamodb").scan(TableName="AuditLogTable", Select="COUNT")["Count"])
+    return int(boto3.client("dynamodb").scan(TableName=os.environ["AUDIT_TABLE"], Select="COUNT")["Count"])
 
 
 def make_resources(platform: Platform, receiver: Receiver, key: str) -> dict[str, str]:
@@ -67,7 +71,14 @@ def make_resources(platform: Platform, receiver: Receiver, key: str) -> dict[str
     tested = platform.api("POST", f"/v1/webhooks/{webhook_id}/test", key=key)
     receiver.behaviours = []
     assert tested.status == 200 and tested.json["status"] == "failed", tested.json
-    return {"webhook_id": webhook_id, "delivery_id": tested.json["delivery_id"], "secret": created.json["secret"]}
+    recovery = platform.api("POST", f"/v1/webhooks/{webhook_id}/recover", key=key, body={"since": RECENTLY})
+    assert recovery.status == 202, recovery.json
+    return {
+        "webhook_id": webhook_id,
+        "delivery_id": tested.json["delivery_id"],
+        "replay_id": recovery.json["id"],
+        "secret": created.json["secret"],
+    }
 
 
 # -- the scope matrix -----------------------------------------------------------------------------
@@ -181,7 +192,7 @@ def test_a_revoked_key_is_401_at_once(platform: Platform) -> None:
 def test_keys_are_stored_only_as_a_hash(platform: Platform) -> None:
     key = platform.key(TENANT, [READ])
     secret_part = key.split("_", 2)[2]
-    items = boto3.client("dynamodb").scan(TableName="IntegrationsTable")["Items"]
+    items = boto3.client("dynamodb").scan(TableName=os.environ["INTEGRATIONS_TABLE"])["Items"]
     text = json.dumps(items, default=str)
     assert key not in text and secret_part not in text
     assert len(secret_part) >= 43  # 256 random bits, URL-safe base64
@@ -211,7 +222,10 @@ def test_without_authorizer_context_the_function_refuses(platform: Platform) -> 
     """Defence in depth: were a route deployed without the authorizer, the function answers 401."""
     for route in ROUTES:
         response = platform.api(
-            route.method, route.path(random_webhook_id(), random_delivery_id()), body=route.body, context={}
+            route.method,
+            route.path(random_webhook_id(), random_delivery_id(), replay_id=random_replay_id()),
+            body=route.body,
+            context={},
         )
         assert_error(response, 401, "unauthorized")
 
@@ -234,15 +248,18 @@ def test_cross_tenant_matrix(platform: Platform, receiver: Receiver, route: Rout
     before_audit = audit_count()
     before_requests = len(receiver.requests)
 
-    theirs = call(platform, f"Bearer {intruder}", route, webhook_id=mine["webhook_id"], delivery_id=mine["delivery_id"])
+    owned = {k: mine[k] for k in ("webhook_id", "delivery_id", "replay_id")}
+    theirs = call(platform, f"Bearer {intruder}", route, **owned)
     assert_error(theirs, 404, "not_found")
-    missing_ids = {"webhook_id": random_webhook_id(), "delivery_id": random_delivery_id()}
+    missing_ids = {
+        "webhook_id": random_webhook_id(),
+        "delivery_id": random_delivery_id(),
+        "replay_id": random_replay_id(),
+    }
     missing = call(platform, f"Bearer {intruder}", route, **missing_ids)
     assert_error(missing, 404, "not_found")
     # Indistinguishable from an id that does not exist: same status, same body but for the id.
-    assert _without(theirs.body, mine["webhook_id"], mine["delivery_id"]) == _without(
-        missing.body, *missing_ids.values()
-    )
+    assert _without(theirs.body, *owned.values()) == _without(missing.body, *missing_ids.values())
     assert theirs.headers == missing.headers
     # And the owner's resources are untouched.
     assert platform.api("GET", f"/v1/webhooks/{mine['webhook_id']}", key=owner).json == before_webhook
@@ -256,11 +273,15 @@ def test_cross_tenant_with_a_read_only_key(platform: Platform, receiver: Receive
     mine = make_resources(platform, receiver, owner)
     reader = platform.key(OTHER, [READ])
     for route in ID_ROUTES:
-        theirs = call(
-            platform, f"Bearer {reader}", route, webhook_id=mine["webhook_id"], delivery_id=mine["delivery_id"]
-        )
+        owned = {k: mine[k] for k in ("webhook_id", "delivery_id", "replay_id")}
+        theirs = call(platform, f"Bearer {reader}", route, **owned)
         missing = call(
-            platform, f"Bearer {reader}", route, webhook_id=random_webhook_id(), delivery_id=random_delivery_id()
+            platform,
+            f"Bearer {reader}",
+            route,
+            webhook_id=random_webhook_id(),
+            delivery_id=random_delivery_id(),
+            replay_id=random_replay_id(),
         )
         # Reads: 404 either way; writes: 403 either way (the scope is checked first, for any id).
         expected = 404 if route.scope == READ else 403
@@ -348,14 +369,26 @@ def test_body_fields_cannot_choose_the_tenant(
 
 
 def test_the_documented_api_has_no_tenant_parameter(platform: Platform) -> None:
+    """No input names a tenant (GET /v1/whoami may say which tenant the key belongs to)."""
     spec = platform.api("GET", "/v1/openapi.json", context={}).json
+    schemas = spec["components"]["schemas"]
     names: list[str] = []
+    inputs: list[Any] = []
     for item in spec["paths"].values():
         for operation in item.values():
             names += [p["name"] for p in operation.get("parameters", [])]
-    for schema in spec["components"]["schemas"].values():
-        names += list(schema.get("properties", {}))
-    assert names and not [n for n in names if re.search("tenant", n, re.IGNORECASE)]
+            inputs += [c["schema"] for c in operation.get("requestBody", {}).get("content", {}).values()]
+    seen: set[str] = set()
+    while inputs:  # every schema a request body can hold, and their properties
+        schema = inputs.pop()
+        text = json.dumps(schema)
+        for ref in re.findall(r'"#/components/schemas/([^"]+)"', text):
+            if ref not in seen:
+                seen.add(ref)
+                names += list(schemas[ref].get("properties", {}))
+                inputs.append(schemas[ref])
+    assert len(seen) >= 5 and names
+    assert not [n for n in names if re.search("tenant", n, re.IGNORECASE)]
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel, ConfigDict, Field
 
 from meshanics.errors import Conflict
-from meshanics_api import ApiResolver, Caller, api_logger, permits
+from meshanics_api import ApiResolver, ApiRouter, Caller, api_logger, permits
 from meshanics_api.guards import body_size, json_body_refusal
 from meshanics_api.openapi import SCOPES_EXTENSION
 from tests.api.support import ADMIN, READ
@@ -79,7 +79,30 @@ def build() -> ApiResolver:
         app.caller()
         raise RuntimeError("a bug")
 
+    app.include_router(parts_router())
     return app
+
+
+def parts_router() -> ApiRouter:
+    """Routes in another module: declared on a router, included into the resolver."""
+    router = ApiRouter(max_request_bytes=1024, error_notes={404: "No such part"})
+
+    @router.post("/v1/parts", scopes=(WRITE,), status_code=201, responses=router.documented(201, 400, 413, 415))
+    def create_part(body: Annotated[Thing, Body()]) -> dict[str, Any]:
+        who = router.caller()
+        return {"part": body.name, "tenant": who.tenant_id}
+
+    @router.get("/v1/parts/<part_id>", scopes=(READ, SPECIAL), responses=router.documented(200, 404))
+    def get_part(part_id: str) -> dict[str, Any]:
+        router.caller()
+        return {"route": "/v1/parts/<part_id>", "part": part_id}
+
+    @router.get("/v1/parts-undeclared")
+    def undeclared_part() -> dict[str, Any]:
+        router.caller()
+        return {"route": "/v1/parts-undeclared"}
+
+    return router
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +195,43 @@ def test_empty_scopes_are_refused_at_declaration() -> None:
     app = ApiResolver(max_request_bytes=1024)
     with pytest.raises(ValueError, match="declare at least one"):
         app.get("/v1/nobody", scopes=())
+    with pytest.raises(ValueError, match="declare at least one"):
+        ApiRouter(max_request_bytes=1024).get("/v1/nobody", scopes=())
+
+
+def test_a_routers_routes_are_checked_as_the_resolvers_own(app: ApiResolver) -> None:
+    created = call(app, "POST", "/v1/parts", [WRITE], body={"name": "p"})
+    assert created.status == 201 and created.json == {"part": "p", "tenant": "acme"}
+    for body in ({"name": 5}, {"other": 1}):  # the scope first, then the body
+        error_of(call(app, "POST", "/v1/parts", [READ], body=body), 403, "missing_scope")
+        error_of(call(app, "POST", "/v1/parts", [WRITE], body=body), 400, "invalid_request")
+    error_of(call(app, "POST", "/v1/parts", None, body={"name": "p"}), 401, "unauthorized")
+    for scopes in ([READ], [ADMIN], [SPECIAL]):
+        assert call(app, "GET", "/v1/parts/p1", scopes).json == {"route": "/v1/parts/<part_id>", "part": "p1"}
+    error_of(call(app, "GET", "/v1/parts/p1", [WRITE]), 403, "missing_scope")
+    assert app.scopes.required("GET", "/v1/parts/<part_id>") == (READ, SPECIAL)
+    error = error_of(call(app, "GET", "/v1/parts-undeclared", [READ, WRITE, SPECIAL]), 403, "missing_scope")
+    assert "declares no scope" in error["message"]
+
+
+def test_a_router_is_documented_in_the_resolvers_document(app: ApiResolver) -> None:
+    spec = json.loads(app.openapi_document(title="door", version="1"))
+    create = spec["paths"]["/v1/parts"]["post"]
+    assert create[SCOPES_EXTENSION] == [WRITE]
+    assert create["description"].startswith("Requires the `things:write` scope")
+    assert {"201", "400", "401", "403", "413", "415"} == set(create["responses"])
+    get_part = spec["paths"]["/v1/parts/{part_id}"]["get"]
+    assert get_part[SCOPES_EXTENSION] == [READ, SPECIAL]
+    assert get_part["responses"]["404"]["description"] == "No such part"  # the router's words
+    assert spec["paths"]["/v1/things/{thing_id}"]["get"]["responses"]["404"]["description"] == "No such thing"
+
+
+def test_a_router_serves_only_once_included_and_without_a_prefix() -> None:
+    router = parts_router()
+    with pytest.raises(RuntimeError, match="include this router"):
+        router.caller()
+    with pytest.raises(ValueError, match="without a prefix"):
+        ApiResolver(max_request_bytes=1024).include_router(router, prefix="/v2")
 
 
 # -- the one error shape --------------------------------------------------------------------------
@@ -276,20 +336,23 @@ def configured_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     services.reset()
 
 
-@pytest.mark.parametrize("function", ["api", "registry"])
 @pytest.mark.usefixtures("configured_env")
-def test_every_v1_route_of_the_functions_declares_its_scopes(function: str) -> None:
-    """Both API functions declare every /v1 route's scopes in its decorator (the document says so)."""
+def test_every_v1_route_declares_its_scopes() -> None:
+    """The API function declares every /v1 route's scopes in its decorator, the routes of its
+    registry router included (the document says so); the registry function serves only /v2."""
     from tests.conftest import load_handler
 
-    module = load_handler(function)
+    module = load_handler("api")
     spec = module.app.get_openapi_schema().model_dump(mode="json", by_alias=True, exclude_none=True)
     operations = [(path, op) for path, item in spec["paths"].items() for op in item.values()]
-    assert operations
+    assert operations and any(path.startswith("/v1/registries") for path, _ in operations)
     for path, operation in operations:
         assert path.startswith("/v1/"), path
         assert operation.get(SCOPES_EXTENSION), path
         assert {"401", "403"} <= set(operation["responses"]), path
+    registry = load_handler("registry")
+    assert registry.app.get_openapi_schema().paths in (None, {})
+    assert {route.path for route in registry.app._static_routes + registry.app._dynamic_routes} == {"/v2", "/v2/.+"}
 
 
 # -- cold start and logging -----------------------------------------------------------------------

@@ -1,10 +1,9 @@
 """Every limit from one source (meshanics.config.Limits): the deployment's limits are what the OpenAPI
-document states and what requests meet, at the limit and one past it, in both API functions; the
+document states and what requests meet, at the limit and one past it, on every /v1 route; the
 fixed limits agree with the template and with the checks the core keeps for itself."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from meshanics.config import CONFIGURABLE, Limits, Settings
+from meshanics_local.receiver import Receiver
 from tests.api.support import (
     ADMIN,
     EVENTS,
@@ -24,7 +24,6 @@ from tests.api.support import (
     rollout_created,
 )
 from tests.support.harness import Platform
-from tests.support.receiver import Receiver
 
 # A deployment with other limits than the defaults (template parameters), the rotation overlap's
 # default left as it is.
@@ -87,8 +86,8 @@ def test_the_api_document_states_the_deployed_limits(deployed: Platform) -> None
     assert "Write 1-100 metadata events" in spec["paths"]["/v1/events"]["post"]["summary"]
 
 
-def test_the_registry_document_states_the_deployed_limits(deployed: Platform) -> None:
-    spec = json.loads(deployed.handler("registry").app.openapi_document(title="registry", version="1"))
+def test_the_registry_routes_state_the_deployed_limits(deployed: Platform) -> None:
+    spec = deployed.api("GET", "/v1/openapi.json", context={}).json  # the one document
     name = _schema(spec, "RegistryCreate", "name")
     assert name["maxLength"] == LIMITS.max_registry_name == 63
     assert name["pattern"] == "^[a-z0-9][a-z0-9-]{0,62}$"
@@ -201,9 +200,10 @@ def test_registry_limits(deployed: Platform) -> None:
 
 # -- one source: the template and the core agree --------------------------------------------------
 def test_configurable_limits_are_template_parameters() -> None:
-    from tests.support.aws import template
+    from meshanics_local.template import load
+    from tests.conftest import ROOT
 
-    tpl = template()
+    tpl = load(ROOT / "template.yaml")
     variables = tpl["Globals"]["Function"]["Environment"]["Variables"]
     parameters = tpl["Parameters"]
     defaults = Limits()

@@ -14,9 +14,9 @@ import pytest
 
 from meshanics.clock import parse_iso
 from meshanics.signing import SignatureVerificationError, verify
+from meshanics_local.receiver import Received, Receiver
 from tests.api.support import ADMIN, READ, TENANT, assert_error, receiver_webhook, rollout_created, write_events
 from tests.support.harness import Platform
-from tests.support.receiver import Received, Receiver
 
 
 def rotate(platform: Platform, webhook_id: str, **body: Any) -> dict[str, Any]:

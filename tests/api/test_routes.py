@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
+import shutil
 import socket
+import subprocess
 import time
 from typing import Any
 
@@ -14,13 +18,14 @@ import pytest
 from meshanics import services
 from meshanics.clock import parse_iso
 from meshanics.signing import verify
+from meshanics_local.receiver import Behaviour, Receiver
 from tests.api.support import (
     ADMIN,
+    DOCUMENTED,
     EVENTS,
     OTHER,
     PUBLIC_URL,
     READ,
-    ROUTES,
     TENANT,
     assert_error,
     create_webhook,
@@ -35,7 +40,6 @@ from tests.api.support import (
 )
 from tests.conftest import ROOT
 from tests.support.harness import Platform
-from tests.support.receiver import Behaviour, Receiver
 
 WEBHOOK_FIELDS = {
     "id",
@@ -48,6 +52,7 @@ WEBHOOK_FIELDS = {
     "created_at",
     "updated_at",
     "secret_rotation_overlap_until",
+    "headers",
 }
 DELIVERY_FIELDS = {
     "id",
@@ -446,7 +451,7 @@ def test_patch_changes_fields_and_keeps_the_rest(platform: Platform, receiver: R
     response = platform.api_as(TENANT, [ADMIN], "PATCH", path, body={"description": "after"})
     assert response.status == 200, response.json
     patched = response.json
-    assert set(patched) == WEBHOOK_FIELDS
+    assert set(patched) == WEBHOOK_FIELDS | {"recovery"} and patched["recovery"] is None  # none asked for
     assert patched["description"] == "after"
     assert patched["updated_at"] > created["updated_at"]
     assert patched["created_at"] == created["created_at"]
@@ -462,7 +467,8 @@ def test_patch_changes_fields_and_keeps_the_rest(platform: Platform, receiver: R
     assert patched.json["enabled"] is True and patched.json["disabled_reason"] is None
     patched = platform.api_as(TENANT, [ADMIN], "PATCH", path, body={"url": receiver.url + "/v2"})
     assert patched.json["url"] == receiver.url + "/v2"
-    assert without_health(platform.api_as(TENANT, [READ], "GET", path).json) == patched.json
+    shown = without_health(platform.api_as(TENANT, [READ], "GET", path).json)
+    assert shown == {k: v for k, v in patched.json.items() if k != "recovery"}
 
 
 def test_patch_with_nothing_to_change_changes_nothing(platform: Platform) -> None:
@@ -471,7 +477,7 @@ def test_patch_with_nothing_to_change_changes_nothing(platform: Platform) -> Non
     for body in ({}, {"description": "same"}, {"description": None, "enabled": None, "url": None, "events": None}):
         response = platform.api_as(TENANT, [ADMIN], "PATCH", path, body=body)
         assert response.status == 200, (body, response.json)
-        assert response.json == {k: v for k, v in created.items() if k != "secret"}
+        assert response.json == {k: v for k, v in created.items() if k != "secret"} | {"recovery": None}
 
 
 def test_patch_rechecks_egress_rules(platform: Platform, receiver: Receiver) -> None:
@@ -959,7 +965,7 @@ def test_event_types_catalog(platform: Platform) -> None:
 def _audit_items(tenant: str | None = None) -> list[dict[str, Any]]:
     client = boto3.client("dynamodb")
     items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"TableName": "AuditLogTable"}
+    kwargs: dict[str, Any] = {"TableName": os.environ["AUDIT_TABLE"]}
     while True:
         page = client.scan(**kwargs)
         items += page["Items"]
@@ -1126,16 +1132,28 @@ def test_no_route_is_a_404_in_the_error_shape(platform: Platform, method: str, p
     assert_error(platform.api_as(TENANT, [READ], method, path), 404, "not_found")
 
 
-def _template_routes() -> set[tuple[str, str]]:
-    from tests.support.aws import template
+def _template_routes(code_uri: str | None = "functions/api/") -> set[tuple[str, str]]:
+    """(method, path) of the API events in template.yaml: of one function, or (None) of every one."""
+    from meshanics_local.template import load
 
-    function = next(
-        r for r in template()["Resources"].values() if r.get("Properties", {}).get("CodeUri") == "functions/api/"
-    )
+    template = load(ROOT / "template.yaml")
     return {
         (event["Properties"]["Method"].upper(), event["Properties"]["Path"])
-        for event in function["Properties"]["Events"].values()
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::Function" and code_uri in (None, resource["Properties"]["CodeUri"])
+        for event in resource["Properties"].get("Events", {}).values()
+        if event["Type"] == "Api"
     }
+
+
+def _any_id(path: str) -> str:
+    """A path with its parameters named alike (template.yaml says {id}, the document {webhook_id})."""
+    return re.sub(r"\{[^}/]+\}", "{id}", path)
+
+
+# The document itself and its page: routed by template.yaml, not operations of the API.
+DOCUMENT_ROUTES = {("GET", "/v1/openapi.json"), ("GET", "/v1/docs")}
+CONSOLE_ROUTES = {("GET", "/console"), ("GET", "/console/assets/{version}/{name}")}
 
 
 def test_openapi_is_public_and_lists_every_route(platform: Platform) -> None:
@@ -1145,15 +1163,11 @@ def test_openapi_is_public_and_lists_every_route(platform: Platform) -> None:
     spec = response.json
     assert spec["openapi"].startswith("3.")
     assert spec["info"]["title"] == "Meshanics Integrations API"
-    operations = {
-        (method.upper(), path.replace("{webhook_id}", "{id}").replace("{delivery_id}", "{id}"))
-        for path, item in spec["paths"].items()
-        for method in item
-    }
-    expected = {(r.method, r.template.replace("{webhook_id}", "{id}").replace("{delivery_id}", "{id}")) for r in ROUTES}
+    operations = {(method.upper(), _any_id(path)) for path, item in spec["paths"].items() for method in item}
+    expected = {(r.method, _any_id(r.template)) for r in DOCUMENTED}
     assert operations == expected
-    public = {("GET", "/v1/openapi.json"), ("GET", "/v1/docs")}
-    assert _template_routes() == expected | public  # what API Gateway routes is what the code documents
+    # What API Gateway routes is what the code documents (and the console's page and assets).
+    assert _template_routes() == expected | DOCUMENT_ROUTES | CONSOLE_ROUTES
     assert spec["components"]["securitySchemes"]["apiKey"] == {
         "type": "http",
         "scheme": "bearer",
@@ -1161,11 +1175,14 @@ def test_openapi_is_public_and_lists_every_route(platform: Platform) -> None:
     }
     assert spec["security"] == [{"apiKey": []}]
     error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
-    success = {r.label: {"POST /v1/webhooks": "201", "POST /v1/events": "201"}.get(r.label, "200") for r in ROUTES}
+    success = {r.label: "200" for r in DOCUMENTED}
+    success |= {"POST /v1/webhooks": "201", "POST /v1/events": "201", "POST /v1/registries": "201"}
     success["DELETE /v1/webhooks/{webhook_id}"] = "204"
+    success["DELETE /v1/registries/{registry_id}"] = "204"
     success["POST /v1/webhooks/{webhook_id}/replay"] = "202"
     success["POST /v1/deliveries/{delivery_id}/replay"] = "202"
-    for route in ROUTES:
+    success["POST /v1/webhooks/{webhook_id}/recover"] = "202"
+    for route in DOCUMENTED:
         operation = spec["paths"][route.template][route.method.lower()]
         responses = operation["responses"]
         assert success[route.label] in responses, route.label
@@ -1190,7 +1207,7 @@ def test_openapi_is_public_and_lists_every_route(platform: Platform) -> None:
     detail = spec["components"]["schemas"]["ErrorDetail"]
     assert set(detail["properties"]) == {"code", "message", "field"} and set(detail["required"]) == {"code", "message"}
     create = spec["components"]["schemas"]["WebhookCreate"]
-    assert set(create["properties"]) == {"url", "events", "description", "allow_private_network", "enabled"}
+    assert set(create["properties"]) == {"url", "events", "description", "allow_private_network", "enabled", "headers"}
     assert create["additionalProperties"] is False
     with_secret = spec["components"]["schemas"]["WebhookWithSecret"]
     assert "secret" in with_secret["properties"]
@@ -1203,6 +1220,19 @@ def test_openapi_is_the_same_with_or_without_a_key(platform: Platform) -> None:
     assert platform.api("GET", "/v1/openapi.json", key=key).json == anonymous
 
 
+def test_every_v1_route_api_gateway_serves_is_in_the_document(platform: Platform) -> None:
+    """Whichever function template.yaml routes a /v1 path to, the one document states it (so a route
+    added later, anywhere, cannot be left out of it)."""
+    spec = platform.api("GET", "/v1/openapi.json", context={}).json
+    documented = {(method.upper(), _any_id(path)) for path, item in spec["paths"].items() for method in item}
+    routed = {(method, _any_id(path)) for method, path in _template_routes(None) if path.startswith("/v1/")}
+    assert ("POST", "/v1/registries") in routed and ("POST", "/v1/events") in routed
+    missing = routed - DOCUMENT_ROUTES - documented
+    assert not missing, f"routed by template.yaml but not in /v1/openapi.json: {sorted(missing)}"
+    # And the document's routes are routed to the function that serves the document.
+    assert documented <= {(m, _any_id(p)) for m, p in _template_routes()}
+
+
 def test_interactive_docs_are_public(platform: Platform) -> None:
     response = platform.api("GET", "/v1/docs", context={})
     assert response.status == 200
@@ -1212,10 +1242,33 @@ def test_interactive_docs_are_public(platform: Platform) -> None:
     assert "/v1/webhooks/{webhook_id}/rotate-secret" in page
 
 
+def test_the_docs_page_loads_the_document(platform: Platform) -> None:
+    """The page's own script, run in Node with Swagger UI stubbed, hands Swagger UI the document
+    /v1/openapi.json serves: every operation, registry connections included."""
+    node = shutil.which("node")
+    assert node, "Node.js is needed to run the docs page's script"
+    page = platform.api("GET", "/v1/docs", context={}).body.decode()
+    script = re.findall(r"<script>(.*?)</script>", page, flags=re.S)[-1]  # the page's; the first is the bundle
+    program = (
+        "const window = {location: {href: 'http://127.0.0.1:3000/v1/docs'}};\n"
+        "let given = null;\n"
+        "function SwaggerUIBundle(options) { given = options; return {specActions: {updateUrl() {}}}; }\n"
+        "SwaggerUIBundle.presets = {apis: {}}; SwaggerUIBundle.SwaggerUIStandalonePreset = {};\n"
+        "SwaggerUIBundle.plugins = {DownloadUrl: {}};\n"
+        f"{script}\n"
+        "process.stdout.write(JSON.stringify({dom: given.dom_id, spec: given.spec}));\n"
+    )
+    result = subprocess.run([node, "-e", program], capture_output=True, text=True, timeout=60, check=True)
+    loaded = json.loads(result.stdout)
+    assert loaded["dom"] == "#swagger-ui" and '<div id="swagger-ui">' in page
+    assert loaded["spec"] == platform.api("GET", "/v1/openapi.json", context={}).json
+    assert "/v1/registries/{registry_id}/approve" in loaded["spec"]["paths"]
+
+
 def test_template_lists_the_routes_with_their_authorizer() -> None:
     text = (ROOT / "template.yaml").read_text()
     assert "DefaultAuthorizer: ApiKeyAuthorizer" in text
-    assert text.count("Auth: {Authorizer: NONE}") >= 2
+    assert text.count("Auth: {Authorizer: NONE}") >= 4  # the document, its docs page, the console and its assets
 
 
 @pytest.mark.parametrize(

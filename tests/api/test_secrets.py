@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import logging
+import os
 import struct
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,7 @@ from cryptography.exceptions import InvalidTag
 
 from meshanics import services
 from meshanics.model import secret_context
+from meshanics_local.receiver import Behaviour, Receiver
 from tests.api.support import (
     ADMIN,
     EVENTS,
@@ -31,7 +33,6 @@ from tests.api.support import (
     write_events,
 )
 from tests.support.harness import ApiResponse, Platform
-from tests.support.receiver import Behaviour, Receiver
 
 
 def forms(secret: str) -> list[bytes]:
@@ -74,7 +75,9 @@ def raw_items(table: str) -> list[dict[str, Any]]:
 
 def stored_bytes() -> bytes:
     """Everything the tables hold, every value of every item, as one searchable blob."""
-    return b"\x00".join(b for table in ("IntegrationsTable", "AuditLogTable") for b in _flatten(raw_items(table)))
+    return b"\x00".join(
+        b for table in (os.environ["INTEGRATIONS_TABLE"], os.environ["AUDIT_TABLE"]) for b in _flatten(raw_items(table))
+    )
 
 
 def assert_absent(secrets_: list[str], haystack: bytes | str, where: str) -> None:
@@ -86,7 +89,7 @@ def assert_absent(secrets_: list[str], haystack: bytes | str, where: str) -> Non
 
 def endpoint_item(tenant: str, webhook_id: str) -> dict[str, Any]:
     response = boto3.client("dynamodb").get_item(
-        TableName="IntegrationsTable", Key={"pk": {"S": f"T#{tenant}"}, "sk": {"S": f"EP#{webhook_id}"}}
+        TableName=os.environ["INTEGRATIONS_TABLE"], Key={"pk": {"S": f"T#{tenant}"}, "sk": {"S": f"EP#{webhook_id}"}}
     )
     return response["Item"]
 
@@ -120,7 +123,7 @@ def test_no_table_item_holds_a_secret_before_or_after_rotation(platform: Platfor
         assert version == 1
         assert len(value) == 3 + length + 12 + len(secret) + 16  # wrapped key, nonce, AES-GCM ciphertext + tag
     # The audit log recorded the management events without any secret-like field.
-    audit_text = b"\x00".join(_flatten(raw_items("AuditLogTable")))
+    audit_text = b"\x00".join(_flatten(raw_items(os.environ["AUDIT_TABLE"])))
     assert b"whsec_" not in audit_text
     assert b"webhook.secret_rotated" in audit_text
 
@@ -294,7 +297,7 @@ def test_a_sealed_secret_copied_onto_another_endpoint_does_not_sign(platform: Pl
     target = receiver_webhook(platform, receiver, events=["rollout.*"])
     sealed = endpoint_item(TENANT, donor["id"])["secret"]["B"]
     boto3.client("dynamodb").update_item(
-        TableName="IntegrationsTable",
+        TableName=os.environ["INTEGRATIONS_TABLE"],
         Key={"pk": {"S": f"T#{TENANT}"}, "sk": {"S": f"EP#{target['id']}"}},
         UpdateExpression="SET secret = :sealed",
         ExpressionAttributeValues={":sealed": {"B": sealed}},

@@ -1,4 +1,4 @@
-"""`make chaos` in small: the whole pipeline through the local stack under every fault, seeded.
+"""`make chaos` in small: the whole pipeline through the local platform under every fault, seeded.
 
 Workers are killed mid-batch, AWS calls fail, the stream repeats and abandons batches, receivers
 fail in every way; every (event, endpoint) pair must still be received (signature verified) or

@@ -1,4 +1,4 @@
-"""The README's walkthrough against a freshly started local stack: the demo receiver, an endpoint,
+"""The README's walkthrough against a freshly started local platform: the demo receiver, an endpoint,
 an event, the verified delivery, the history, a test delivery; and the `meshanics` CLI's keys."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from meshanics_local.stack import LocalStack
+from meshanics_local.stack import LocalPlatform
 
 pytestmark = pytest.mark.e2e
 CLI = str(Path(sys.executable).with_name("meshanics"))
@@ -33,12 +33,12 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(workdir: Path) -> Iterator[LocalStack]:
-    with LocalStack(api_port=0, aws_port=0, state_dir=workdir / ".local") as s:
+def stack(workdir: Path) -> Iterator[LocalPlatform]:
+    with LocalPlatform(api_port=0, aws_port=0, state_dir=workdir / ".local") as s:
         yield s
 
 
-def test_readme_walkthrough(stack: LocalStack, workdir: Path) -> None:
+def test_readme_walkthrough(stack: LocalPlatform, workdir: Path) -> None:
     secret_file = workdir / ".local" / "receiver-secret"
     port = free_port()
     receiver = subprocess.Popen(
@@ -78,7 +78,7 @@ def test_readme_walkthrough(stack: LocalStack, workdir: Path) -> None:
         receiver.wait(10)
 
 
-def test_cli_keys_against_the_local_stack(stack: LocalStack, workdir: Path) -> None:
+def test_cli_keys_against_the_local_stack(stack: LocalPlatform, workdir: Path) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         return subprocess.run([CLI, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=60)

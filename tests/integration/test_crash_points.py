@@ -15,10 +15,10 @@ import pytest
 
 from meshanics import services
 from meshanics.deliver import HttpSender
+from meshanics_local.receiver import Behaviour, Receiver, running_receiver
 from tests.support.crashes import SimulatedCrash, answer_lost, crash_at, recorded_calls, unprocessed
 from tests.support.harness import Platform
 from tests.support.lambda_events import Context
-from tests.support.receiver import Behaviour, Receiver, running_receiver
 
 ADMIN = ["integrations:admin", "events:write"]
 

@@ -11,8 +11,8 @@ import pytest
 
 from meshanics import services
 from meshanics.signing import verify
+from meshanics_local.receiver import Behaviour, Receiver, running_receiver
 from tests.support.harness import Platform
-from tests.support.receiver import Behaviour, Receiver, running_receiver
 
 ADMIN = ["integrations:admin", "events:write"]
 

@@ -11,9 +11,9 @@ import pytest
 
 from meshanics import services
 from meshanics.jobqueue import DeliveryQueue
+from meshanics_local.receiver import Receiver
 from tests.support.harness import Platform
 from tests.support.lambda_events import Context
-from tests.support.receiver import Receiver
 
 ADMIN = ["integrations:admin", "events:write"]
 
@@ -37,7 +37,7 @@ def received_types(receiver: Receiver) -> list[str]:
 
 
 def test_filters_route_events_by_type_family_and_all(platform: Platform) -> None:
-    from tests.support.receiver import running_receiver
+    from meshanics_local.receiver import running_receiver
 
     with running_receiver() as rollouts, running_receiver() as exact, running_receiver() as everything:
         subscribe(platform, rollouts.url, ["rollout.*"])

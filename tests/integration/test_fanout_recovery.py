@@ -9,10 +9,10 @@ import boto3
 import pytest
 
 from meshanics import services
+from meshanics_local.receiver import running_receiver
 from tests.support.crashes import refused
 from tests.support.harness import Platform
 from tests.support.lambda_events import Context, delete_succeeded, sqs_event
-from tests.support.receiver import running_receiver
 
 ADMIN = ["integrations:admin", "events:write"]
 

@@ -13,6 +13,7 @@ import pytest
 
 from meshanics import health as health_module
 from meshanics import services
+from meshanics_local.receiver import Behaviour, Receiver, running_receiver
 from tests.api.support import (
     ADMIN,
     OTHER,
@@ -26,7 +27,6 @@ from tests.api.support import (
 )
 from tests.integration.test_crash_points import schedule
 from tests.support.harness import Platform
-from tests.support.receiver import Behaviour, Receiver, running_receiver
 
 
 @pytest.fixture(autouse=True)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import boto3
 import pytest
 
 from meshanics import services
 from meshanics.jobqueue import DeliveryQueue
+from meshanics.store.deliveries import DeliveryStore
+from meshanics_local.receiver import Behaviour, Receiver
 from tests.support.harness import Platform
 from tests.support.lambda_events import Context
-from tests.support.receiver import Behaviour, Receiver
 
 ADMIN = ["integrations:admin", "events:write"]
 
@@ -127,3 +129,29 @@ def test_a_replay_the_queue_refuses_leaves_the_delivery_failed_and_replayable(
     detail = platform.api_as("acme", ADMIN, "GET", f"/v1/deliveries/{delivery_id}").json
     assert detail["status"] == "failed" and detail["replays"] == 0  # untouched: nothing was queued
     assert platform.api_as("acme", ADMIN, "POST", f"/v1/deliveries/{delivery_id}/replay").status == 202
+
+
+def test_a_replay_reopened_while_its_job_is_attempted_is_recorded(
+    platform: Platform, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replay queues its job, then shows the record pending. The delivery function may read the
+    record while it is still settled and POST before that: its attempt is recorded all the same, and
+    the delivery settles (it is not left pending with no job to finish it)."""
+    delivery_id = setup_failed_delivery(platform, receiver, monkeypatch)
+    receiver.behaviours = [Behaviour(status=200)]
+    with monkeypatch.context() as patched:
+        patched.setattr(DeliveryStore, "reopen", lambda self, delivery: True)  # queued, not yet shown pending
+        assert platform.api_as("acme", ADMIN, "POST", f"/v1/deliveries/{delivery_id}/replay").status == 202
+    record = DeliveryStore.record
+
+    def reopened_meanwhile(self: DeliveryStore, result: Any, seen: Any) -> bool:
+        assert seen is not None and seen.status == "failed"  # read before the replay showed it pending
+        assert self.reopen(seen)  # the replay's reopen lands between this attempt's POST and its record
+        return record(self, result, seen)
+
+    monkeypatch.setattr(DeliveryStore, "record", reopened_meanwhile)
+    platform.deliver()
+    detail = platform.api_as("acme", ADMIN, "GET", f"/v1/deliveries/{delivery_id}").json
+    assert detail["status"] == "delivered" and detail["replays"] == 1
+    assert [(a["attempt"], a["outcome"]) for a in detail["attempts"]] == [(1, "failed"), (2, "delivered")]
+    assert len(receiver.requests) == 2

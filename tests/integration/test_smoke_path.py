@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from meshanics.signing import verify
+from meshanics_local.receiver import Receiver
 from tests.support.harness import Platform
-from tests.support.receiver import Receiver
 
 
 def test_event_reaches_a_subscribed_receiver_signed(platform: Platform, receiver: Receiver) -> None:

@@ -1,5 +1,5 @@
-"""Fixtures for the local stack's tests: the translated template and its wiring, read offline, and
-one local stack per test session (per xdist worker), shared by test_stack.py and test_faults.py."""
+"""Fixtures for the local platform's tests: the translated template and its wiring, and
+one local platform per test session (per xdist worker), shared by test_stack.py and test_faults.py."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from meshanics_local import resources
+from meshanics_local.apigateway import RestApi
 from meshanics_local.awscalls import ENV as FAULTS_ENV
 from meshanics_local.awscalls import FaultPlan
-from meshanics_local.functions import function_specs, rest_api
-from meshanics_local.routes import RestApi
-from meshanics_local.stack import LocalStack
+from meshanics_local.functions import provision
+from meshanics_local.stack import LocalPlatform
 from meshanics_local.template import Template, translate
 from meshanics_local.workers import FunctionSpec
 
@@ -31,16 +30,15 @@ class Wiring:
 
 @pytest.fixture(scope="session")
 def wiring(tmp_path_factory: pytest.TempPathFactory) -> Wiring:
-    """template.yaml translated, with synthetic resources (no AWS): functions and the REST API."""
+    """template.yaml translated and provisioned into moto in this process (as the tests' `aws` fixture
+    does): its functions and REST API."""
+    from moto import mock_aws
+
     template = translate(ROOT / "template.yaml")
-    offline = resources.offline(template, "meshanics")
-    resolver = offline.resolver(template, "meshanics")
-    specs = function_specs(
-        template, offline, resolver, endpoint="http://127.0.0.1:9", log_dir=tmp_path_factory.mktemp("logs")
-    )
-    api = rest_api(template, specs, offline, resolver)
-    assert api is not None
-    return Wiring(template, specs, api)
+    with mock_aws():
+        wired = provision(template, None, log_dir=tmp_path_factory.mktemp("logs"))
+    assert wired.rest_api is not None
+    return Wiring(template, wired.functions, wired.rest_api)
 
 
 OVERRIDES = {"DeliveryRetrySchedule": "0,1,1", "DeliveryMaxAttempts": "3", "DeliveryMaxReceives": "6"}
@@ -54,9 +52,9 @@ FUNCTION_ENVIRONMENT = {
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
     state = tmp_path_factory.mktemp("local-stack")
-    with LocalStack(
+    with LocalPlatform(
         api_port=0,
         aws_port=0,
         state_dir=state,

@@ -84,7 +84,7 @@ def test_run_answers_then_stops_cleanly(tmp_path: Path) -> None:
         deadline = time.monotonic() + 90
         while not ready.exists():
             assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            assert time.monotonic() < deadline, "the local stack did not become ready"
+            assert time.monotonic() < deadline, "the local platform did not become ready"
             time.sleep(0.1)
         state = json.loads((tmp_path / "stack.json").read_text())
         key = (tmp_path / "demo-key").read_text()
@@ -97,6 +97,7 @@ def test_run_answers_then_stops_cleanly(tmp_path: Path) -> None:
         assert process.wait(30) == 0
         output = process.stdout.read() if process.stdout else ""
         assert "Demo API key" in output and key.strip() in output and "stopping" in output
+        assert f"Console        {state['api_url']}/console" in output
         assert not ready.exists()
         assert not _listening(state["api_url"]) and not _listening(state["aws_endpoint"])
         deadline = time.monotonic() + 10

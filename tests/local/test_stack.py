@@ -1,4 +1,4 @@
-"""The local stack end to end, in-process on free ports: resources, API + authorizer, stream -> fan-out ->
+"""The local platform end to end, in-process on free ports: resources, API + authorizer, stream -> fan-out ->
 queue -> delivery to a loopback receiver, retries into the dead-letter queue, and the stream poller.
 The session's stack is the `stack` fixture of conftest.py."""
 
@@ -24,11 +24,11 @@ from meshanics.store.audit import AuditTable
 from meshanics.store.deliveries import DeliveryStore
 from meshanics.store.endpoints import EndpointStore
 from meshanics.store.tenants import TenantCounters
-from meshanics_local.stack import LocalStack
-from meshanics_local.streams import StreamPoller
+from meshanics_local.receiver import Behaviour, Receiver, running_receiver
+from meshanics_local.stack import LocalPlatform
+from meshanics_local.triggers import StreamPoller
 from meshanics_local.workers import Invocation
 from tests.local.conftest import EVENTS
-from tests.support.receiver import Behaviour, Receiver, running_receiver
 
 pytestmark = pytest.mark.xdist_group("local-stack")
 
@@ -48,7 +48,7 @@ def eventually(check: Callable[[], T | None], timeout: float = 20.0, interval: f
 
 @dataclass
 class Core:
-    """The core's stores, pointed at the local stack's tables, queue and key (the one write path)."""
+    """The core's stores, pointed at the local platform's tables, queue and key (the one write path)."""
 
     audit: AuditLog
     endpoints: EndpointStore
@@ -64,7 +64,7 @@ class Core:
             id=endpoint_id,
             url=url,
             events=("rollout.*",),
-            description="local stack test",
+            description="local platform test",
             allow_private_network=True,
             enabled=True,
             disabled_reason=None,
@@ -90,7 +90,7 @@ class Core:
 
 
 @pytest.fixture(scope="session")
-def core(stack: LocalStack) -> Core:
+def core(stack: LocalPlatform) -> Core:
     env = stack.environment("FanoutFunction")
     dynamodb, kms = stack.client("dynamodb"), stack.client("kms")
     counters = TenantCounters(lambda: dynamodb, env["INTEGRATIONS_TABLE"])
@@ -119,7 +119,7 @@ def shape(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------- resources and state
-def test_resources_come_from_the_template(stack: LocalStack) -> None:
+def test_resources_come_from_the_template(stack: LocalPlatform) -> None:
     state = json.loads(stack.stack_file.read_text())
     assert state["aws_endpoint"] == stack.aws_url and state["api_url"] == stack.api_url
     assert state["region"] == "us-east-1"
@@ -127,17 +127,20 @@ def test_resources_come_from_the_template(stack: LocalStack) -> None:
     assert resources["AuditLogTable"]["stream_arn"].startswith("arn:aws:dynamodb:")
     assert resources["DeliveryQueue"]["queue_url"].startswith(stack.aws_url)
     assert resources["ArtifactCacheBucketPolicy"]["created_by"] == "service API"
-    assert resources["FanoutFunction"]["created_by"] == "local stack"
+    assert resources["FanoutFunction"]["created_by"] == "local platform"
     assert resources["AlarmTopic"]["created_by"] == "cloudformation"  # alarms are played: no CloudWatch locally
-    assert resources["FanoutIteratorAgeAlarm"]["created_by"] == "local stack"
+    assert resources["FanoutIteratorAgeAlarm"]["created_by"] == "local platform"
 
     ddb = stack.client("dynamodb")
     table = ddb.describe_table(TableName=stack.physical("IntegrationsTable"))["Table"]
     assert [g["IndexName"] for g in table["GlobalSecondaryIndexes"]] == ["failed"]
+    audit = ddb.describe_table(TableName=stack.physical("AuditLogTable"))["Table"]
+    assert audit["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
     ttl = ddb.describe_time_to_live(TableName=stack.physical("AuditLogTable"))["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
     sqs = stack.client("sqs")
     attributes = sqs.get_queue_attributes(QueueUrl=stack.physical("DeliveryQueue"), AttributeNames=["All"])
+    assert attributes["Attributes"]["VisibilityTimeout"] == "180"
     redrive = json.loads(attributes["Attributes"]["RedrivePolicy"])
     assert redrive["maxReceiveCount"] == 6  # the DeliveryMaxReceives override
     assert redrive["deadLetterTargetArn"] == stack.resources.get_att("DeliveryDeadLetterQueue", "Arn")
@@ -152,7 +155,7 @@ def test_resources_come_from_the_template(stack: LocalStack) -> None:
         s3.get_bucket_policy(Bucket=stack.physical("ArtifactCacheBucket"))
 
 
-def test_functions_get_the_templates_environment_resolved(stack: LocalStack) -> None:
+def test_functions_get_the_templates_environment_resolved(stack: LocalPlatform) -> None:
     env = stack.environment("DeliverFunction")
     assert env["AUDIT_TABLE"] == stack.physical("AuditLogTable")
     assert env["DELIVERY_QUEUE_URL"] == stack.physical("DeliveryQueue")
@@ -166,13 +169,13 @@ def test_functions_get_the_templates_environment_resolved(stack: LocalStack) -> 
     assert mapping.on_failure_arn == stack.resources.get_att("FanoutFailureQueue", "Arn")
 
 
-def test_demo_key_is_written_alone(stack: LocalStack) -> None:
+def test_demo_key_is_written_alone(stack: LocalPlatform) -> None:
     assert stack.demo_key is not None
     assert stack.demo_key_file.read_text() == stack.demo_key + "\n"
 
 
 # ------------------------------------------------------------------------------- API and authorizer
-def test_requests_without_a_valid_key_are_refused(stack: LocalStack) -> None:
+def test_requests_without_a_valid_key_are_refused(stack: LocalPlatform) -> None:
     url = f"{stack.api_url}/v1/webhooks"
     missing = requests.get(url, timeout=10)
     assert missing.status_code == 401
@@ -186,7 +189,7 @@ def test_requests_without_a_valid_key_are_refused(stack: LocalStack) -> None:
 
 
 @pytest.mark.parametrize(("method", "path"), [("GET", "/v1/webhooks"), ("GET", "/v2/")])
-def test_the_demo_key_passes_the_authorizer(stack: LocalStack, method: str, path: str) -> None:
+def test_the_demo_key_passes_the_authorizer(stack: LocalPlatform, method: str, path: str) -> None:
     assert stack.rest_api is not None
     match = stack.rest_api.match(method, path)
     assert match is not None and match.route.function is not None
@@ -213,7 +216,9 @@ def receiver() -> Iterator[Receiver]:
         yield r
 
 
-def test_an_audit_event_is_fanned_out_and_delivered_signed(stack: LocalStack, core: Core, receiver: Receiver) -> None:
+def test_an_audit_event_is_fanned_out_and_delivered_signed(
+    stack: LocalPlatform, core: Core, receiver: Receiver
+) -> None:
     endpoint, secret = core.subscribe("acme", receiver.url)
     [record] = core.emit("acme")
     [request] = receiver.wait_for(1, timeout=30)
@@ -240,7 +245,7 @@ def test_an_audit_event_is_fanned_out_and_delivered_signed(stack: LocalStack, co
     assert shape(deliver_event) == shape(json.loads((EVENTS / "deliver-sqs.json").read_text()))
 
 
-def test_only_inserts_reach_the_fanout(stack: LocalStack, core: Core) -> None:
+def test_only_inserts_reach_the_fanout(stack: LocalPlatform, core: Core) -> None:
     [record] = core.emit("filter-check")
     key = {"partition": {"S": record.partition}, "sequence": {"N": str(record.sequence)}}
     eventually(lambda: any(_tenants(e) & {"filter-check"} for e in stack.recent_events["FanoutFunction"]))
@@ -258,7 +263,7 @@ def _tenants(event: dict[str, Any]) -> set[str]:
     return {r["dynamodb"]["NewImage"]["tenant_id"]["S"] for r in event["Records"] if "NewImage" in r["dynamodb"]}
 
 
-def test_failed_deliveries_retry_then_fail_for_good(stack: LocalStack, core: Core) -> None:
+def test_failed_deliveries_retry_then_fail_for_good(stack: LocalPlatform, core: Core) -> None:
     with running_receiver(lambda r: r.behaviours.append(Behaviour(status=500))) as failing:
         endpoint, _ = core.subscribe("flaky", failing.url)
         [record] = core.emit("flaky")
@@ -296,7 +301,7 @@ class ScriptedFanout:
         return self.answer(mine)
 
 
-def _poller(stack: LocalStack, invoke: ScriptedFanout, failures_arn: str) -> StreamPoller:
+def _poller(stack: LocalPlatform, invoke: ScriptedFanout, failures_arn: str) -> StreamPoller:
     base = next(m for m in stack.mappings if m.function == "FanoutFunction")
     mapping = replace(
         base,
@@ -311,13 +316,15 @@ def _poller(stack: LocalStack, invoke: ScriptedFanout, failures_arn: str) -> Str
     )
 
 
-def _failure_queue(stack: LocalStack, name: str) -> tuple[str, str]:
+def _failure_queue(stack: LocalPlatform, name: str) -> tuple[str, str]:
     sqs = stack.client("sqs")
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
     return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
 
-def test_a_record_that_keeps_failing_is_bisected_out_to_the_failure_destination(stack: LocalStack, core: Core) -> None:
+def test_a_record_that_keeps_failing_is_bisected_out_to_the_failure_destination(
+    stack: LocalPlatform, core: Core
+) -> None:
     url, arn = _failure_queue(stack, "bisect-failures")
     records = core.emit("bisect", count=3)
     bad = str(records[1].sequence)
@@ -351,7 +358,7 @@ def test_a_record_that_keeps_failing_is_bisected_out_to_the_failure_destination(
     assert [bad] in scripted.calls  # isolated by bisection, then retried once
 
 
-def test_reported_item_failures_retry_from_the_lowest_failed_record(stack: LocalStack, core: Core) -> None:
+def test_reported_item_failures_retry_from_the_lowest_failed_record(stack: LocalPlatform, core: Core) -> None:
     _, arn = _failure_queue(stack, "partial-failures")
     records = core.emit("partial", count=3)
     first, second, third = (str(r.sequence) for r in records)
@@ -379,7 +386,7 @@ def test_reported_item_failures_retry_from_the_lowest_failed_record(stack: Local
     assert third in scripted.calls[failing + 1]
 
 
-def test_direct_invocation_with_a_sample_event(stack: LocalStack) -> None:
+def test_direct_invocation_with_a_sample_event(stack: LocalPlatform) -> None:
     event = json.loads((EVENTS / "authorizer-request.json").read_text())
     invocation = stack.invoke("AuthorizerFunction", event)
     assert not invocation.ok and invocation.error_message == "Unauthorized"

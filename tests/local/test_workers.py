@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 
 from meshanics_local.functions import Schedule
-from meshanics_local.schedules import ScheduleRunner, period_seconds
-from meshanics_local.sqs import to_delete
-from meshanics_local.streams import first_failure
+from meshanics_local.triggers import ScheduleRunner, first_failure, period_seconds, to_delete
 from meshanics_local.workers import FunctionPool, FunctionSpec, Invocation
 
 HANDLER = """
@@ -270,7 +268,52 @@ def test_a_schedule_invokes_its_function_with_a_scheduled_event() -> None:
         assert done.wait(5)
     finally:
         runner.stop()
-    sample = json.loads((Path(__file__).resolve().parents[2] / "events" / "replay-schedule.json").read_text())
-    assert list(seen[0]) == list(sample)
+    shape = ["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"]
+    assert list(seen[0]) == shape  # EventBridge's Scheduled Event
     assert seen[0]["detail-type"] == "Scheduled Event" and seen[0]["resources"] == [rule]
     assert seen[0]["id"] != seen[1]["id"]
+
+
+def test_one_time_schedules_fire_once_at_their_time() -> None:
+    """moto stores EventBridge Scheduler schedules and never fires them: the local platform does."""
+    import boto3
+    from moto import mock_aws
+
+    from meshanics_local.triggers import OneTimeSchedules, at_epoch
+
+    assert at_epoch("at(2026-12-01T10:00:00)") == 1796119200.0 and at_epoch("rate(1 minute)") is None
+    invoked: list[tuple[str, Any]] = []
+    with mock_aws():
+        scheduler = boto3.client("scheduler", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        scheduler.create_schedule_group(Name="replays")
+        url = sqs.create_queue(QueueName="runs")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        role = "arn:aws:iam::123456789012:role/scheduler"
+
+        def schedule(name: str, at: str, target: str, action: str = "DELETE") -> None:
+            scheduler.create_schedule(
+                Name=name,
+                GroupName="replays",
+                ScheduleExpression=f"at({at})",
+                FlexibleTimeWindow={"Mode": "OFF"},
+                ActionAfterCompletion=action,
+                Target={"Arn": target, "RoleArn": role, "Input": json.dumps({"name": name})},
+            )
+
+        schedule("due", "2026-12-01T10:00:00", arn)
+        schedule("kept", "2026-12-01T10:00:00", "arn:aws:lambda:us-east-1:123456789012:function:f", "NONE")
+        schedule("later", "2026-12-01T11:00:00", arn)
+        runner = OneTimeSchedules(
+            ["replays"],
+            lambda target, event: invoked.append((target, event)) or Invocation("r", result=None),
+            endpoint=None,
+        )
+        assert runner.fire_due(at_epoch("at(2026-12-01T10:30:00)") or 0) == 2
+        (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
+        assert json.loads(message["Body"]) == {"name": "due"}
+        assert invoked == [("arn:aws:lambda:us-east-1:123456789012:function:f", {"name": "kept"})]
+        names = {s["Name"] for s in scheduler.list_schedules(GroupName="replays")["Schedules"]}
+        assert names == {"kept", "later"}  # deleted after firing, as its ActionAfterCompletion says
+        assert runner.fire_due(at_epoch("at(2026-12-01T10:30:00)") or 0) == 0  # a one-time schedule fires once
+        assert runner.fire_due(at_epoch("at(2026-12-01T11:00:00)") or 0) == 1

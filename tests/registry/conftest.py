@@ -2,8 +2,9 @@
 
 `upstreams` starts the distribution registry twice over one storage directory: once with htpasswd
 (basic) auth, where the test artifacts are pushed, and once with token auth trusting `TokenServer`.
-`door` calls the registry function's handler in-process against moto, as API Gateway would after
-the authorizer (the tenant and scopes arrive in the authorizer context).
+`door` calls the functions' handlers in-process against moto, as API Gateway would after the
+authorizer (the tenant and scopes arrive in the authorizer context): `/v1/registries` the API
+function, `/v2` the registry function.
 """
 
 from __future__ import annotations
@@ -85,26 +86,31 @@ class Answer(ApiResponse):
 
 
 class Door:
-    """The registry function's handler, called with API Gateway REST proxy events."""
+    """The handlers behind the registry routes, called with API Gateway REST proxy events."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self._monkeypatch = monkeypatch
-        self._module: ModuleType | None = None
+        self._modules: dict[str, ModuleType] = {}
 
     def configure(self, **env: str) -> None:
-        """Set environment variables and start the function again (a new cold start)."""
+        """Set environment variables and start the functions again (a new cold start)."""
         for name, value in env.items():
             self._monkeypatch.setenv(name, value)
-        self._module = None
+        self._modules = {}
 
-    @property
-    def module(self) -> ModuleType:
-        if self._module is None:
+    def handler(self, function: str) -> ModuleType:
+        if not self._modules:
             services.reset()
             services.registries.cache_clear()
             services.pull_facade.cache_clear()
-            self._module = load_handler("registry")
-        return self._module
+        if function not in self._modules:
+            self._modules[function] = load_handler(function)
+        return self._modules[function]
+
+    @property
+    def module(self) -> ModuleType:
+        """The registry function (the pull facade)."""
+        return self.handler("registry")
 
     def call(
         self,
@@ -120,14 +126,13 @@ class Door:
         key_id: str = "0123456789abcdef",
     ) -> Answer:
         context = authorizer_context(tenant, scopes if scopes is not None else DEVICE, key_id=key_id)
-        event = api_event(method, path, body=body, headers=headers, query=query, authorizer=context)
-        if body is None:
-            event["headers"].pop("Content-Type", None)
-            event["multiValueHeaders"].pop("Content-Type", None)
-        if accept:
-            event["headers"]["Accept"] = accept[-1]
-            event["multiValueHeaders"]["Accept"] = list(accept)
-        result = self.module.lambda_handler(event, Context("registry"))
+        pairs = [*(headers or {}).items(), *(("Accept", value) for value in accept or [])]
+        content_type = None if body is None else "application/json"
+        event = api_event(
+            method, path, body=body, headers=pairs, query=query, authorizer=context, content_type=content_type
+        )
+        function = "registry" if path == "/v2" or path.startswith("/v2/") else "api"  # as template.yaml routes
+        result = self.handler(function).lambda_handler(event, Context(function))
         raw = result.get("body") or ""
         data = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
         merged = dict(result.get("headers") or {})

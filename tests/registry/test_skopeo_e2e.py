@@ -1,6 +1,6 @@
-"""End to end: skopeo (a real client) copies an image by digest through the facade on the local stack.
+"""End to end: skopeo (a real client) copies an image by digest through the facade on the local platform.
 
-The local stack serves the template's API on a loopback port (authorizer included) with moto in
+The local platform serves the template's API on a loopback port (authorizer included) with moto in
 server mode; the upstream is the real distribution registry from `upstreams`. Layers above the
 (lowered) inline threshold reach skopeo through the presigned S3 redirect, served by moto.
 """
@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from meshanics.store.apikeys import ApiKeyStore
-from meshanics_local.stack import LocalStack
+from meshanics_local.stack import LocalPlatform
 from tests.registry.conftest import Upstreams
 from tests.registry.upstreams import PASSWORD, USER, Pushed, push_image, require_binary
 
@@ -27,10 +27,12 @@ INLINE_MAX = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
     state = tmp_path_factory.mktemp("registry-stack")
     overrides = {"InlineBlobMaxBytes": str(INLINE_MAX)}
-    with LocalStack(api_port=0, aws_port=0, state_dir=state, parameter_overrides=overrides, pool_sizes={"*": 1}) as s:
+    with LocalPlatform(
+        api_port=0, aws_port=0, state_dir=state, parameter_overrides=overrides, pool_sizes={"*": 1}
+    ) as s:
         yield s
 
 
@@ -41,14 +43,14 @@ def image(upstreams: Upstreams) -> Pushed:
     return push_image(upstreams.basic.url, "apps/e2e", layers)
 
 
-def _key(stack: LocalStack, tenant: str, scopes: list[str]) -> str:
+def _key(stack: LocalPlatform, tenant: str, scopes: list[str]) -> str:
     table = stack.environment("RegistryFunction")["INTEGRATIONS_TABLE"]
     dynamodb = stack.client("dynamodb")
     key, _ = ApiKeyStore(lambda: dynamodb, table).create(tenant, scopes, name="e2e")
     return key
 
 
-def _connect(stack: LocalStack, url: str, name: str, *, approve: bool) -> dict[str, Any]:
+def _connect(stack: LocalPlatform, url: str, name: str, *, approve: bool) -> dict[str, Any]:
     assert stack.api_url is not None
     headers = {"Authorization": f"Bearer {stack.demo_key}"}
     body = {
@@ -69,11 +71,11 @@ def _connect(stack: LocalStack, url: str, name: str, *, approve: bool) -> dict[s
 
 
 @pytest.fixture(scope="module")
-def registry(stack: LocalStack, upstreams: Upstreams) -> dict[str, Any]:
+def registry(stack: LocalPlatform, upstreams: Upstreams) -> dict[str, Any]:
     return _connect(stack, upstreams.basic.url, "corp", approve=True)
 
 
-def skopeo(stack: LocalStack, tmp_path: Path, reference: str, key: str) -> subprocess.CompletedProcess[str]:
+def skopeo(stack: LocalPlatform, tmp_path: Path, reference: str, key: str) -> subprocess.CompletedProcess[str]:
     require_binary("skopeo")
     assert stack.api_url is not None
     host = stack.api_url.removeprefix("http://")
@@ -101,7 +103,7 @@ def skopeo(stack: LocalStack, tmp_path: Path, reference: str, key: str) -> subpr
 
 
 def test_skopeo_through_the_local_stack(
-    stack: LocalStack, registry: dict[str, Any], upstreams: Upstreams, image: Pushed, tmp_path: Path
+    stack: LocalPlatform, registry: dict[str, Any], upstreams: Upstreams, image: Pushed, tmp_path: Path
 ) -> None:
     """One test on one stack: pytest-xdist may not keep separate tests on one worker (a stack each)."""
     device = _key(stack, "demo", ["artifacts:pull"])
@@ -110,7 +112,7 @@ def test_skopeo_through_the_local_stack(
     check_refusals(stack, upstreams, image, device, tmp_path / "refused")
 
 
-def check_copy_by_digest(stack: LocalStack, image: Pushed, device: str, tmp_path: Path) -> None:
+def check_copy_by_digest(stack: LocalPlatform, image: Pushed, device: str, tmp_path: Path) -> None:
     copied = skopeo(stack, tmp_path / "cold", f"corp/apps/e2e@{image.digest}", device)
     assert copied.returncode == 0, copied.stderr
     out = tmp_path / "cold" / "out"
@@ -124,7 +126,7 @@ def check_copy_by_digest(stack: LocalStack, image: Pushed, device: str, tmp_path
     assert (tmp_path / "warm" / "out" / "manifest.json").read_bytes() == image.body
 
 
-def check_version_check_and_head(stack: LocalStack, image: Pushed, device: str) -> None:
+def check_version_check_and_head(stack: LocalPlatform, image: Pushed, device: str) -> None:
     assert stack.api_url is not None
     anonymous = requests.get(f"{stack.api_url}/v2/", timeout=10)
     assert anonymous.status_code == 401
@@ -140,7 +142,7 @@ def check_version_check_and_head(stack: LocalStack, image: Pushed, device: str) 
     assert head.content == b""
 
 
-def check_refusals(stack: LocalStack, upstreams: Upstreams, image: Pushed, device: str, tmp_path: Path) -> None:
+def check_refusals(stack: LocalPlatform, upstreams: Upstreams, image: Pushed, device: str, tmp_path: Path) -> None:
     reference = f"corp/apps/e2e@{image.digest}"
     tag = skopeo(stack, tmp_path / "tag", "corp/apps/e2e:latest", device)
     assert tag.returncode != 0

@@ -10,23 +10,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import botocore.client
 
+from meshanics_local.awscalls import RawBody
+
 
 class SimulatedCrash(BaseException):
     """The function's process died at this point."""
-
-
-@dataclass
-class CrashPoint:
-    operation: str
-    nth: int
-    when: Literal["before", "after"]
-    seen: int = 0
-    fired: bool = False
 
 
 @contextlib.contextmanager
@@ -44,24 +36,23 @@ def _patched(wrapper: Callable[[Callable[..., Any], Any, str, Any], Any]) -> Ite
 
 
 @contextlib.contextmanager
-def crash_at(operation: str, *, nth: int = 1, when: Literal["before", "after"] = "before") -> Iterator[CrashPoint]:
+def crash_at(operation: str, *, nth: int = 1, when: Literal["before", "after"] = "before") -> Iterator[None]:
     """Crash at the `nth` call of `operation` (a botocore operation name such as UpdateItem)."""
-    point = CrashPoint(operation, nth, when)
+    seen: list[str] = []  # the calls of `operation` so far, up to the crash
 
     def wrapper(original: Callable[..., Any], client: Any, name: str, params: Any) -> Any:
-        if name != operation or point.fired:
+        if name != operation or len(seen) >= nth:
             return original(client, name, params)
-        point.seen += 1
-        if point.seen < nth:
+        seen.append(name)
+        if len(seen) < nth:
             return original(client, name, params)
-        point.fired = True
         if when == "after":
             original(client, name, params)
         raise SimulatedCrash(f"killed {when} {operation} #{nth}")
 
     with _patched(wrapper):
-        yield point
-    assert point.fired, f"the code never reached {operation} #{nth}: the crash point is stale"
+        yield
+    assert len(seen) == nth, f"the code never reached {operation} #{nth}: the crash point is stale"
 
 
 @contextlib.contextmanager
@@ -110,7 +101,7 @@ def answer_lost(operation: str) -> Iterator[list[str]]:
             return result
         fired.append(operation)
         headers: Any = {}
-        lost = AWSResponse(request.url, 500, headers, _Body(b"{}"))
+        lost = AWSResponse(request.url, 500, headers, RawBody(b"{}"))
         error = {"Error": {"Code": "InternalServerError", "Message": "the answer was lost"}}
         return (lost, {**error, "ResponseMetadata": {"HTTPStatusCode": 500}}), None
 
@@ -120,16 +111,6 @@ def answer_lost(operation: str) -> Iterator[list[str]]:
     finally:
         Endpoint._do_get_response = original  # type: ignore[attr-defined]
     assert fired, f"the code never called {operation}"
-
-
-class _Body:
-    """A response body in the shape botocore reads."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self._body
 
 
 @contextlib.contextmanager

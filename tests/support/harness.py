@@ -6,8 +6,8 @@ new audit-log stream records and the delivery function on visible queue messages
 
 from __future__ import annotations
 
-import base64
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -15,6 +15,8 @@ from typing import Any
 import boto3
 
 from meshanics import services
+from meshanics_local.apigateway import proxy_response
+from meshanics_local.workers import LambdaContext
 from tests.conftest import load_handler
 from tests.support.lambda_events import (
     Context,
@@ -35,9 +37,6 @@ class ApiResponse:
     @property
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
-
-
-REGISTRY_PREFIXES = ("/v1/registries", "/v2")
 
 
 class Platform:
@@ -81,7 +80,7 @@ class Platform:
         body: Any = None,
         query: dict[str, str] | None = None,
         raw_body: bytes | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         context: dict[str, Any] | None = None,
     ) -> ApiResponse:
         if context is None:
@@ -90,15 +89,13 @@ class Platform:
                 return ApiResponse(
                     401, {}, b'{"error":{"code":"unauthorized","message":"a valid API key is required"}}'
                 )
-        function = "registry" if path.startswith(REGISTRY_PREFIXES) else "api"
+        # As template.yaml routes: /v2 and /v2/{proxy+} to the pull facade, every /v1 route to the API.
+        function = "registry" if path == "/v2" or path.startswith("/v2/") else "api"
         event = api_event(method, path, body=body, query=query, raw_body=raw_body, headers=headers, authorizer=context)
         result = self.handler(function).lambda_handler(event, Context(function))
-        raw = result.get("body") or ""
-        data = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
-        merged = dict(result.get("headers") or {})
-        for name, values in (result.get("multiValueHeaders") or {}).items():
-            merged.setdefault(name, values[-1])
-        return ApiResponse(result["statusCode"], merged, data)
+        response = proxy_response(result)  # as the API front reads it (None: API Gateway's 502)
+        assert response is not None, f"a malformed Lambda proxy result: {result!r}"
+        return ApiResponse(response.status, dict(response.headers), response.body)
 
     def api_as(self, tenant: str, scopes: list[str], method: str, path: str, **kwargs: Any) -> ApiResponse:
         return self.api(method, path, context=authorizer_context(tenant, scopes), **kwargs)
@@ -110,7 +107,7 @@ class Platform:
         return self.handler("fanout").lambda_handler(event, Context("fanout"))  # type: ignore[no-any-return]
 
     def deliver(
-        self, *, max_messages: int = 10, context: Context | None = None
+        self, *, max_messages: int = 10, context: LambdaContext | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """One delivery invocation on the visible jobs; returns (event, response)."""
         queue = self.env["DELIVERY_QUEUE_URL"]

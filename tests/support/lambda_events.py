@@ -1,34 +1,28 @@
-"""Lambda events as AWS builds them, for calling handlers in-process against moto."""
+"""Lambda events and context for calling handlers in-process against moto, built by the local
+platform's own builders (meshanics_local.events, .workers, .sqs), so they are what the functions get there."""
 
 from __future__ import annotations
 
-import base64
 import json
+import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import boto3
 
-from meshanics_local.events import dynamodb_stream_record, sqs_record
+from meshanics_local.events import ApiContext, HttpRequest, dynamodb_stream_record, proxy_event, sqs_record
+from meshanics_local.triggers import to_delete
+from meshanics_local.workers import FunctionSpec, LambdaContext
 
 
-@dataclass
-class Context:
-    function_name: str = "test-function"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = "/aws/lambda/test-function"
-    log_stream_name: str = "test"
-    remaining_ms: int = 30_000
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
+def Context(function: str = "test-function", remaining_ms: int = 30_000) -> LambdaContext:
+    """The context object of an invocation of `function` with `remaining_ms` left, as a local worker makes it."""
+    arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function}"
+    spec = FunctionSpec(function, function, arn, Path(), "app.lambda_handler", 30.0, 512, {})
+    return LambdaContext(spec, str(uuid.uuid4()), time.time() + remaining_ms / 1000)
 
 
 class StreamReader:
@@ -53,62 +47,39 @@ class StreamReader:
         return {"Records": [r for r in self.records() if r["eventName"] == "INSERT"]}
 
 
-def sqs_event(queue_url: str, *, max_messages: int = 10, wait: int = 0) -> dict[str, Any]:
+def sqs_event(queue_url: str, *, max_messages: int = 10) -> dict[str, Any]:
     sqs = boto3.client("sqs")
-    response = sqs.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=max_messages, AttributeNames=["All"], WaitTimeSeconds=wait
-    )
+    response = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=max_messages, AttributeNames=["All"])
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     return {"Records": [sqs_record(m, queue_arn=arn, region="us-east-1") for m in response.get("Messages", [])]}
 
 
 def delete_succeeded(queue_url: str, event: dict[str, Any], response: dict[str, Any]) -> None:
     """What Lambda does after a partial batch response: delete every message not reported failed."""
-    failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
     sqs = boto3.client("sqs")
-    for record in event["Records"]:
-        if record["messageId"] not in failed:
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=record["receiptHandle"])
+    for record in to_delete(response, event["Records"], report_failures=True):
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=record["receiptHandle"])
 
 
 def api_event(
     method: str,
     path: str,
     *,
-    resource: str | None = None,
     body: Any = None,
     query: dict[str, str] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
     authorizer: dict[str, Any] | None = None,
     raw_body: bytes | None = None,
+    content_type: str | None = "application/json",
 ) -> dict[str, Any]:
-    """A REST API (payload 1.0) proxy event as API Gateway sends it (binary media types */*)."""
-    payload = raw_body if raw_body is not None else (None if body is None else json.dumps(body).encode())
-    all_headers = {"Content-Type": "application/json", **(headers or {})}
-    return {
-        "resource": resource or path,
-        "path": path,
-        "httpMethod": method,
-        "headers": all_headers,
-        "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
-        "queryStringParameters": query,
-        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": resource or path,
-            "httpMethod": method,
-            "path": f"/dev{path}",
-            "stage": "dev",
-            "requestId": str(uuid.uuid4()),
-            "accountId": "123456789012",
-            "apiId": "local",
-            "identity": {"sourceIp": "127.0.0.1", "userAgent": "tests"},
-            "authorizer": authorizer or {},
-        },
-        "body": base64.b64encode(payload).decode() if payload is not None else None,
-        "isBase64Encoded": payload is not None,
-    }
+    """A REST API (payload 1.0) proxy event as the API front sends it (binary media types */*)."""
+    payload = raw_body if raw_body is not None else (b"" if body is None else json.dumps(body).encode())
+    pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
+    if content_type and not any(k.lower() == "content-type" for k, _ in pairs):
+        pairs.insert(0, ("Content-Type", content_type))
+    target = quote(path) + (f"?{urlencode(query)}" if query else "")
+    api = ApiContext("local", "dev", path, request_id=str(uuid.uuid4()), request_time=time.time())
+    return proxy_event(HttpRequest(method, target, pairs, payload), api, authorizer=authorizer or {}, binary=True)
 
 
 def authorizer_context(tenant: str, scopes: list[str], key_id: str = "0123456789abcdef") -> dict[str, Any]:

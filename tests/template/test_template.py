@@ -34,10 +34,18 @@ MOTO_LACKS = {
     "AWS::CloudWatch::Alarm": "no CloudFormation model in moto",
     "AWS::SNS::Subscription": "no CloudFormation model in moto",
     "AWS::SNS::TopicPolicy": "no CloudFormation model in moto",
+    "AWS::Scheduler::Schedule": "no CloudFormation model in moto",
+    "AWS::Scheduler::ScheduleGroup": "no CloudFormation model in moto",
 }
 
 # Queues that hold work nothing else will redo: each needs an alarm on its depth (or its oldest message).
-ALARMED_QUEUES = ("DeliveryDeadLetterQueue", "FanoutFailureQueue", "FanoutUnrecoverableQueue")
+ALARMED_QUEUES = (
+    "DeliveryDeadLetterQueue",
+    "FanoutFailureQueue",
+    "FanoutUnrecoverableQueue",
+    "ReplayDeadLetterQueue",
+    "SweepDeadLetterQueue",
+)
 
 
 @pytest.fixture(scope="module")
@@ -192,8 +200,6 @@ def test_real_objects_exist(deployed: dict[str, Any]) -> None:
     fanout = functions[created["FanoutFunction"]["PhysicalResourceId"]]
     assert fanout["Environment"]["Variables"]["AUDIT_TABLE"] == audit["TableName"]
     assert fanout["Timeout"] == 60 and fanout["Runtime"] == "python3.14"  # moto drops Architectures
-    rule = boto3.client("events").describe_rule(Name=created["ReplayFunctionSweep"]["PhysicalResourceId"])
-    assert rule["ScheduleExpression"] == "rate(15 minutes)"
     failures = sqs.get_queue_attributes(
         QueueUrl=created["FanoutFailureQueue"]["PhysicalResourceId"], AttributeNames=["RedrivePolicy"]
     )
@@ -206,6 +212,29 @@ def test_real_objects_exist(deployed: dict[str, Any]) -> None:
     }
     topic = boto3.client("sns").get_topic_attributes(TopicArn=created["AlarmTopic"]["PhysicalResourceId"])
     assert topic["Attributes"]["KmsMasterKeyId"].endswith(created["AlarmTopicKey"]["PhysicalResourceId"])
+
+
+def test_the_sweep_is_an_eventbridge_scheduler_schedule_with_retries_and_a_dead_letter_queue(
+    template: Template,
+) -> None:
+    [sweep] = resources_of(template, "AWS::Scheduler::Schedule").values()
+    props = sweep["Properties"]
+    assert props["ScheduleExpression"] == {"Ref": "ReplaySchedule"} and props["State"] == "ENABLED"
+    assert parameter_default(template, "ReplaySchedule") == "rate(15 minutes)"
+    target = props["Target"]
+    assert target["Arn"] == {"Fn::GetAtt": ["ReplayFunction", "Arn"]}
+    assert json.loads(target["Input"]) == {"task": "sweep"}
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 600}
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["SweepDeadLetterQueue", "Arn"]}}
+    # Scheduled recoveries: their group, and the role they send the replay queue's messages as.
+    [group] = resources_of(template, "AWS::Scheduler::ScheduleGroup").values()
+    assert group["Properties"]["Name"] == {"Fn::Sub": "meshanics-replays-${Environment}"}
+    role = template.resources["ReplaySchedulerRole"]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    [policy] = role["Policies"]
+    assert policy["PolicyDocument"]["Statement"] == [
+        {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["ReplayQueue", "Arn"]}}
+    ]
 
 
 def test_left_out_wiring_is_consistent(template: Template) -> None:
@@ -505,3 +534,36 @@ def test_every_skipped_checkov_check_says_why(template: Template) -> None:
             assert len(skip.get("comment", "")) >= 40, f"{logical_id}: {skip['id']} without a reason"
             skipped += 1
     assert skipped > 0
+
+
+# ------------------------------------------------------------------------------- least privilege
+def _statements(template: Template, function: str) -> list[dict[str, Any]]:
+    policies = template.raw["Resources"][function]["Properties"]["Policies"]
+    return [s for policy in policies for s in policy["Statement"]]
+
+
+def _actions(template: Template, function: str, resource: Any) -> set[str]:
+    found: set[str] = set()
+    for statement in _statements(template, function):
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if resource in resources:
+            actions = statement["Action"]
+            found |= set(actions if isinstance(actions, list) else [actions])
+    return found
+
+
+def test_registry_connections_are_managed_by_the_api_function(template: Template) -> None:
+    """The API function serves /v1/registries (sealing credentials); the registry function serves
+    only /v2 and may unseal credentials but not seal new ones."""
+    events = {
+        name: {e["Properties"]["Path"] for e in template.raw["Resources"][name]["Properties"]["Events"].values()}
+        for name in ("ApiFunction", "RegistryFunction")
+    }
+    assert {"/v1/registries", "/v1/registries/{id}/approve"} <= events["ApiFunction"]
+    assert events["RegistryFunction"] == {"/v2", "/v2/{proxy+}"}
+    key = {"Fn::GetAtt": ["SealingKey", "Arn"]}
+    assert _actions(template, "ApiFunction", key) == {"kms:GenerateDataKey", "kms:Decrypt"}
+    assert _actions(template, "RegistryFunction", key) == {"kms:Decrypt"}
+    bucket = {"Fn::Sub": "${ArtifactCacheBucket.Arn}/tenants/*"}
+    assert "s3:GetObject" in _actions(template, "RegistryFunction", bucket)
+    assert _actions(template, "ApiFunction", bucket) == set()  # the artifact cache is the pull side's

@@ -1,7 +1,7 @@
 """boto3 clients, created once per process and reused across invocations.
 
-The endpoint comes from boto3's own `AWS_ENDPOINT_URL` variable, which the local stack points at
-its moto server; nothing here knows whether it talks to AWS or to the local stack.
+The endpoint comes from boto3's own `AWS_ENDPOINT_URL` variable, which the local platform points at
+its moto server; nothing here knows whether it talks to AWS or to the local platform.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Settings from the environment variables that template.yaml sets (the local stack sets the same)."""
+"""Settings from the environment variables that template.yaml sets (the local platform sets the same)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,11 @@ class Limits:
     max_url_length: int = 2048  # webhook and registry upstream URLs
     max_rotation_overlap: int = 7 * 86_400  # rotate-secret overlap_seconds (SecretRotationOverlapSeconds' MaxValue)
     max_test_message: int = 256
+    # -- custom headers of an endpoint (sent with each delivery; values sealed like the secret)
+    max_custom_headers: int = 10
+    max_header_name_length: int = 64
+    max_header_value_length: int = 2048  # room for a bearer JWT
+    max_custom_headers_bytes: int = 4096  # every name and value together
     # -- requests
     max_request_bytes: int = 262_144
     max_page_size: int = 100
@@ -46,6 +51,16 @@ class Limits:
     max_username_length: int = 256
     max_password_length: int = 4096
     max_token_length: int = 8192
+
+
+@dataclass(frozen=True)
+class RecoveryBounds:
+    """Bounds of `POST /v1/webhooks/{id}/recover` (template parameters Recovery*)."""
+
+    max_window_hours: int = 168
+    max_deliveries: int = 10_000
+    max_schedule_hours: int = 168
+    max_age_days: int = 30  # nothing older is kept (DeliveryRetentionDays)
 
 
 # The limits that are template parameters: field -> (environment variable, lowest allowed value).
@@ -85,6 +100,11 @@ class Settings:
     @cached_property
     def integrations_table(self) -> str:
         return self._get("INTEGRATIONS_TABLE")
+
+    @cached_property
+    def idempotency_table(self) -> str:
+        """The answers to API requests made with an Idempotency-Key (the API function only)."""
+        return self._get("IDEMPOTENCY_TABLE")
 
     @cached_property
     def delivery_queue_url(self) -> str:
@@ -166,6 +186,33 @@ class Settings:
         if seconds < 0:
             raise ConfigurationError(f"ENDPOINT_DISABLE_AFTER_SECONDS must be 0 or more, got {seconds}")
         return seconds
+
+    @cached_property
+    def recovery_bounds(self) -> RecoveryBounds:
+        bounds = RecoveryBounds(
+            max_window_hours=self._int("RECOVERY_MAX_WINDOW_HOURS", 168),
+            max_deliveries=self._int("RECOVERY_MAX_DELIVERIES", 10_000),
+            max_schedule_hours=self._int("RECOVERY_MAX_SCHEDULE_HOURS", 168),
+            max_age_days=self.delivery_retention_days,
+        )
+        for name, value in vars(bounds).items():
+            if value < 1:
+                raise ConfigurationError(f"recovery bound {name} must be at least 1, got {value}")
+        return bounds
+
+    @cached_property
+    def replay_queue_url(self) -> str:
+        return self._get("REPLAY_QUEUE_URL")
+
+    @cached_property
+    def replay_schedule_group(self) -> str:
+        """The EventBridge Scheduler group of scheduled recoveries' one-time schedules."""
+        return self._get("REPLAY_SCHEDULE_GROUP")
+
+    @cached_property
+    def replay_schedule_target(self) -> tuple[str, str]:
+        """What a scheduled recovery's schedule sends to (the replay queue's ARN) and as whom (a role)."""
+        return self._get("REPLAY_QUEUE_ARN"), self._get("REPLAY_SCHEDULER_ROLE_ARN")
 
     @cached_property
     def audit_retention_days(self) -> int:

@@ -32,7 +32,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from meshanics import aws, backoff, signing
+from meshanics import aws, backoff, custom_headers, signing
 from meshanics.clock import now_iso
 from meshanics.envelope import SPEC_VERSION
 from meshanics.errors import EgressRefused
@@ -414,8 +414,9 @@ class Deliverer:
         return attempt
 
     def _sign_and_send(self, job: DeliveryJob, endpoint: Endpoint) -> SendResult:
-        """Sign the stored bytes with every live secret and POST them. A secret that does not open
-        for a lasting reason is a failed attempt; a transient KMS failure raises (nothing was sent)."""
+        """Sign the stored bytes with every live secret and POST them with the endpoint's custom
+        headers (which never replace the platform's). A secret or header set that does not open for a
+        lasting reason is a failed attempt; a transient KMS failure raises (nothing was sent)."""
         body = job.body.encode("utf-8")
         try:
             secrets = self._secrets(endpoint)
@@ -424,7 +425,15 @@ class Deliverer:
                 raise
             log.exception("could not unseal the signing secret of %s", endpoint.id)
             return SendResult(False, None, 0, "could not unseal the signing secret; nothing was sent")
-        headers = signing.signed_headers(
+        try:
+            # Sealed beside the current secret: the data key just opened (cached) opens them too.
+            custom = custom_headers.unsealed(self._sealer, endpoint)
+        except Exception as error:
+            if aws.is_transient(error):
+                raise
+            log.exception("could not unseal the custom headers of %s", endpoint.id)
+            return SendResult(False, None, 0, "could not unseal the custom headers; nothing was sent")
+        signed = signing.signed_headers(
             body=body,
             event_type=job.event_type,
             idempotency_key=job.idempotency_key,
@@ -432,6 +441,7 @@ class Deliverer:
             secrets=secrets,
             timestamp=int(self._clock()),
         )
+        headers = custom_headers.combine(custom, signed)
         return self._send(
             endpoint.url,
             body,

@@ -16,33 +16,46 @@ from dataclasses import dataclass
 
 from meshanics import parallel, untrusted
 from meshanics.errors import InvalidInput, NotFound
-from meshanics.model import AuditRecord, Delivery, Status, delivery_id, parse_delivery_id
+from meshanics.model import AuditRecord, Delivery, DeliveryFilter, delivery_id, parse_delivery_id
 from meshanics.store.audit import AuditTable
-from meshanics.store.deliveries import DeliveryStore
+from meshanics.store.deliveries import READ_BUDGET, DeliveryStore
 
 SCAN_BUDGET = 400
 
 
-def encode_cursor(endpoint_id: str, before: int) -> str:
-    """A cursor of one endpoint's history: it is refused by any other listing."""
-    raw = json.dumps({"webhook": endpoint_id, "before": before}, separators=(",", ":"))
+def encode_cursor(endpoint_id: str, before: int, after: int, search: DeliveryFilter) -> str:
+    """A cursor of one endpoint's history searched with `search` (between sequences `after` and
+    `before`): any other listing refuses it."""
+    values = {"webhook": endpoint_id, "before": before, "after": after, "filters": search.digest()}
+    raw = json.dumps(values, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, endpoint_id: str) -> int | None:
-    if not cursor:
-        return None
+def decode_cursor(cursor: str, endpoint_id: str, search: DeliveryFilter) -> tuple[int, int]:
+    """(before, after) of a cursor handed out by this listing with these filters."""
     invalid = InvalidInput("cursor is not valid", code="invalid_cursor", field="cursor")
     try:
         values = untrusted.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)), max_depth=1)
     except (ValueError, binascii.Error):
         raise invalid from None
-    if not isinstance(values, dict) or set(values) != {"webhook", "before"} or values["webhook"] != endpoint_id:
+    if (
+        not isinstance(values, dict)
+        or set(values) != {"webhook", "before", "after", "filters"}
+        or values["webhook"] != endpoint_id
+    ):
         raise invalid
-    before = values["before"]
-    if not isinstance(before, int) or isinstance(before, bool) or before < 1:
-        raise invalid
-    return before
+    before, after = values["before"], values["after"]
+    for bound, least in ((before, 1), (after, 0)):
+        if not isinstance(bound, int) or isinstance(bound, bool) or bound < least:
+            raise invalid
+    if values["filters"] != search.digest():
+        raise InvalidInput(
+            "cursor belongs to a search with other filters: send it with the status, event_type, since, "
+            "until and status_code of the first page, or start again without a cursor",
+            code="cursor_mismatch",
+            field="cursor",
+        )
+    return before, after
 
 
 @dataclass(frozen=True)
@@ -56,44 +69,48 @@ class DeliveryHistory:
         self._deliveries = deliveries
         self._audit = audit
 
-    def page(
-        self,
-        tenant_id: str,
-        endpoint_id: str,
-        *,
-        limit: int,
-        cursor: str | None,
-        status: Status | None,
-        event_type: str | None,
-    ) -> Page:
-        before = decode_cursor(cursor, endpoint_id)
-        attempted, more = self._deliveries.page(
-            tenant_id, endpoint_id, limit=limit, before=before, status=status, event_type=event_type
+    def page(self, tenant_id: str, endpoint_id: str, *, limit: int, cursor: str | None, search: DeliveryFilter) -> Page:
+        before: int | None
+        if cursor:
+            before, after = decode_cursor(cursor, endpoint_id, search)
+        else:
+            # A time window, as sequences (later pages carry them in the cursor).
+            after, before = self._deliveries.span(tenant_id, endpoint_id, search.since, search.until)
+        attempted = self._deliveries.page(
+            tenant_id, endpoint_id, limit=limit, before=before, after=after, search=search, budget=READ_BUDGET
         )
-        if status in ("delivered", "failed"):
-            return Page(attempted, encode_cursor(endpoint_id, attempted[-1].sequence) if more and attempted else None)
-        # Waiting ones further down belong to later pages when this page of attempted ones is full.
-        low = attempted[-1].sequence if len(attempted) == limit else 0
+
+        def cursor_at(sequence: int) -> str:
+            return encode_cursor(endpoint_id, sequence, after, search)
+
+        if search.attempted_only:
+            rest = attempted.rest
+            return Page(attempted.items, cursor_at(rest) if rest is not None else None)
+        # Waiting ones further down belong to later pages when this read of attempted ones stopped
+        # short (a full page, or its budget spent).
+        low = attempted.rest or after
 
         def addressed(partition: str) -> tuple[list[AuditRecord], int | None]:
             return self._audit.addressed_to(
-                partition, endpoint_id, below=before, above=low, event_type=event_type, budget=SCAN_BUDGET
+                partition, endpoint_id, below=before, above=low, search=search, budget=SCAN_BUDGET
             )
 
         found = parallel.each(addressed, self._audit.partitions(tenant_id))
-        # Every shard was looked at down to `complete`; below it, a later page looks again.
-        complete = max([low + 1, *(stopped for _, stopped in found if stopped is not None)])
-        seen = {d.sequence for d in attempted}
+        # Every shard was looked at down to `complete`, and the attempted ones down to `low` (an item
+        # there is attempted, so not waiting); below it, a later page looks again.
+        complete = max([low, *(stopped for _, stopped in found if stopped is not None)])
+        seen = {d.sequence for d in attempted.items}
         candidates = [r for records, _ in found for r in records if r.sequence >= complete and r.sequence not in seen]
         written = self._deliveries.attempted(tenant_id, endpoint_id, [r.sequence for r in candidates])
         waiting = [Delivery.waiting(r, endpoint_id) for r in candidates if r.sequence not in written]
-        merged = sorted([d for d in attempted if d.sequence >= complete] + waiting, key=lambda d: -d.sequence)
+        merged = sorted([d for d in attempted.items if d.sequence >= complete] + waiting, key=lambda d: -d.sequence)
         page = merged[:limit]
-        cut = complete > low + 1 or any(d.sequence < complete for d in attempted)
-        if not (more or cut or len(merged) > limit):
+        cut = complete > low or any(d.sequence < complete for d in attempted.items)
+        if not (attempted.rest is not None or cut or len(merged) > limit):
             return Page(page, None)
-        # Carry on below the last item shown, or below what was looked at when nothing was found.
-        return Page(page, encode_cursor(endpoint_id, page[-1].sequence if page else complete))
+        # Carry on below the last item shown, or, when everything found was shown, below what was
+        # looked at (a selective search does not read the same stretch again).
+        return Page(page, cursor_at(page[-1].sequence if len(merged) > limit else complete))
 
     def delivery(self, tenant_id: str, wanted: str) -> tuple[Delivery, str]:
         """One delivery and the envelope it sends; a waiting one is known from its audit record."""

@@ -7,8 +7,10 @@ back; the API functions turn them into their public shapes with `public()`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from meshanics.clock import now_iso
+from meshanics.clock import now_iso, parse_moment
 from meshanics.errors import InvalidInput, NotFound
 
 # -- audit log ------------------------------------------------------------------------------------
@@ -63,6 +65,8 @@ class AuditRecord:
 
 # -- endpoints ------------------------------------------------------------------------------------
 
+HEADER_MASK = "********"  # every custom header value, as responses show it: nothing of it, not even its length
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -79,9 +83,13 @@ class Endpoint:
     sealed_secret: bytes
     previous_sealed_secret: bytes | None = None
     previous_secret_expires_at: int | None = None
+    # Custom headers: their names in the clear (shown, masked), their values sealed beside the
+    # current secret (`custom_headers.SEALED_LABEL`), so one data key opens both.
+    header_names: tuple[str, ...] = ()
+    sealed_headers: bytes | None = None
 
     def public(self) -> dict[str, Any]:
-        """The API representation: never a secret, sealed or not."""
+        """The API representation: never a secret or a header value, sealed or not."""
         return {
             "id": self.id,
             "url": self.url,
@@ -97,6 +105,7 @@ class Endpoint:
                 if self.previous_secret_expires_at is not None and self.previous_overlap_active()
                 else None
             ),
+            "headers": dict.fromkeys(self.header_names, HEADER_MASK),
         }
 
     def previous_overlap_active(self, now: float | None = None) -> bool:
@@ -250,6 +259,7 @@ class Delivery:
     delivered_at: str | None = None
     replays: int = 0
     attempts: tuple[Attempt, ...] = ()
+    recovery_id: str | None = None  # the last recovery that claimed it (see DeliveryStore.claim)
 
     @property
     def id(self) -> str:
@@ -328,6 +338,122 @@ class AttemptResult:
     attempt: Attempt
     status: Status
     next_attempt_at: str | None = None
+
+
+# -- recoveries ------------------------------------------------------------------------------------
+RecoveryStatus = Literal["scheduled", "queued", "running", "completed", "cancelled", "failed"]
+RecoveryPhase = Literal["deliveries", "missed", "done"]
+RECOVERY_STATUSES: dict[str, tuple[Status, ...]] = {
+    "failed": ("failed",),
+    "delivered": ("delivered",),
+    "all": ("failed", "delivered"),
+}
+COUNTS = ("queued", "sent", "failed", "skipped")
+
+
+def recovery_id(now: float | None = None) -> str:
+    """`rpl_` + creation time in milliseconds (12 hex digits) + 48 random bits: ids sort by time."""
+    millis = int((time.time() if now is None else now) * 1000)
+    return f"rpl_{millis:012x}{secrets.token_hex(6)}"
+
+
+_RECOVERY_ID = re.compile(r"^rpl_[0-9a-f]{24}$")
+
+
+def check_recovery_id(value: str) -> str:
+    if not _RECOVERY_ID.match(value):
+        raise NotFound(f"replay {value} not found")
+    return value
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """A replay of one endpoint's deliveries in a time window (`POST /v1/webhooks/{id}/recover`).
+
+    It runs asynchronously in bounded batches; `phase` and `cursor` say where the next batch starts
+    (a delivery's or an audit shard's sequence), so a run that dies is finished by the next one.
+    `missed` also sends the events the endpoint subscribed to but never got (it was disabled).
+    """
+
+    tenant_id: str
+    id: str
+    webhook_id: str
+    actor: str
+    since: str
+    until: str
+    statuses: tuple[Status, ...]
+    missed: bool
+    status: RecoveryStatus
+    created_at: str
+    updated_at: str
+    at: str | None = None
+    phase: RecoveryPhase = "deliveries"
+    shard: int = 0
+    cursor: int = 0
+    counts: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    lease_owner: str | None = None
+    lease_until: float = 0.0
+    error: str | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self.status in ("completed", "cancelled", "failed")
+
+    @property
+    def requested_at(self) -> str:
+        """From when on a delivery changed by someone else is not this recovery's to send: its
+        request, or for a scheduled one the time it runs (what fails until then is in its window)."""
+        return self.at or self.created_at
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "webhook_id": self.webhook_id,
+            "status": self.status,
+            "since": self.since,
+            "until": self.until,
+            "statuses": list(self.statuses),
+            "missed": self.missed,
+            "at": self.at,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "counts": {name: int(self.counts.get(name, 0)) for name in COUNTS},
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    """A search of an endpoint's delivery history: a delivery is listed when it matches every
+    filter set. `since` (inclusive) and `until` (exclusive) bound when it was created (its event
+    recorded), in the stored form (`clock.ceil_ms`); `status_code` is the receiver's last answer,
+    which only attempted deliveries have."""
+
+    status: Status | None = None
+    event_type: str | None = None  # exact, or a family wildcard (`rollout.*`)
+    since: str | None = None
+    until: str | None = None
+    status_code: int | None = None
+
+    @property
+    def attempted_only(self) -> bool:
+        """Whether only attempted deliveries can match (a waiting one is pending, with no answer)."""
+        return self.status in ("delivered", "failed") or self.status_code is not None
+
+    def within(self, created_at: str) -> bool:
+        """Whether a stored time is inside [since, until)."""
+        if self.since is None and self.until is None:
+            return True
+        moment = parse_moment(created_at)
+        return (self.since is None or moment >= parse_moment(self.since)) and (
+            self.until is None or moment < parse_moment(self.until)
+        )
+
+    def digest(self) -> str:
+        """A fingerprint of the filters, carried by the cursors of this search: a later page is
+        read with the filters of the first, or refused."""
+        raw = json.dumps([self.status, self.event_type, self.since, self.until, self.status_code])
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
 # -- API keys -------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from meshanics.errors import Conflict, MeshanicsError, NotFound
 from meshanics.jobqueue import DeadLetters, DeliveryQueue
-from meshanics.model import MAX_REPLAYS, Delivery
+from meshanics.model import MAX_REPLAYS, Delivery, DeliveryFilter
 from meshanics.store.audit import AuditTable
 from meshanics.store.deliveries import DeliveryStore
 from meshanics.store.endpoints import EndpointStore
@@ -144,5 +144,7 @@ class Replayer:
             return None
         if not endpoint.enabled:
             return None
-        latest, _ = self._deliveries.page(tenant_id, endpoint_id, limit=1, before=None, status="delivered")
+        latest = self._deliveries.page(
+            tenant_id, endpoint_id, limit=1, before=None, search=DeliveryFilter(status="delivered")
+        ).items
         return (latest[0].delivered_at or None) if latest else None

@@ -9,6 +9,10 @@ format, signing suite and imports add cold-start and per-message cost for a 50-b
 
 Unsealed data keys are cached briefly in memory (keyed by their encrypted blob, which changes with
 every seal), so a warm delivery function does not call KMS per delivery, and a rotation is seen at once.
+
+Values read together can share a data key: `seal(..., beside=sealed)` encrypts under the data key of
+a value already sealed in the same context, so one Decrypt (then the cache) opens both. A `label`
+joins the associated data, so values sealed side by side cannot be swapped for one another.
 """
 
 from __future__ import annotations
@@ -33,6 +37,22 @@ def _aad(context: Mapping[str, str]) -> bytes:
     return json.dumps(dict(sorted(context.items())), separators=(",", ":")).encode()
 
 
+def _associated(context: Mapping[str, str], label: str | None) -> bytes:
+    """AES-GCM associated data: the context, and the value's label when it has one."""
+    return _aad(context) if label is None else _aad({**context, "sealed": label})
+
+
+def _parts(sealed: bytes) -> tuple[bytes, bytes, bytes]:
+    """(KMS-encrypted data key, nonce, ciphertext) of a sealed value."""
+    version, length = struct.unpack_from(">BH", sealed)
+    if version != FORMAT_VERSION:
+        raise ConfigurationError(f"unknown sealed format version {version}")
+    offset = 3
+    wrapped = sealed[offset : offset + length]
+    nonce = sealed[offset + length : offset + length + NONCE_BYTES]
+    return wrapped, nonce, sealed[offset + length + NONCE_BYTES :]
+
+
 class Sealer:
     def __init__(
         self,
@@ -50,31 +70,41 @@ class Sealer:
         self._lock = threading.Lock()
         self._flights: dict[bytes, threading.Lock] = {}
 
-    def seal(self, plaintext: str, context: Mapping[str, str]) -> bytes:
+    def seal(
+        self, plaintext: str, context: Mapping[str, str], *, label: str | None = None, beside: bytes | None = None
+    ) -> bytes:
+        """Seal `plaintext` under a fresh data key, or under the data key of `beside` (a value sealed
+        in the same context) so that reading both costs one Decrypt."""
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # at first use: ~6 ms of import
 
-        response = self._kms().generate_data_key(KeyId=self._key_id, KeySpec="AES_256", EncryptionContext=dict(context))
-        key, wrapped = response["Plaintext"], response["CiphertextBlob"]
+        if beside is None:
+            response = self._kms().generate_data_key(
+                KeyId=self._key_id, KeySpec="AES_256", EncryptionContext=dict(context)
+            )
+            key, wrapped = response["Plaintext"], response["CiphertextBlob"]
+            # Known now: a value sealed beside this one right after needs no Decrypt.
+            self._remember(self._cache_key(wrapped, context), key, time.monotonic())
+        else:
+            wrapped = _parts(beside)[0]
+            key = self._data_key(wrapped, context)
         nonce = os.urandom(NONCE_BYTES)
-        ciphertext = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), _aad(context))
+        ciphertext = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), _associated(context, label))
         header = struct.pack(">BH", FORMAT_VERSION, len(wrapped))
         return bytes(header + wrapped + nonce + ciphertext)
 
-    def unseal(self, sealed: bytes, context: Mapping[str, str]) -> str:
+    def unseal(self, sealed: bytes, context: Mapping[str, str], *, label: str | None = None) -> str:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # at first use: ~6 ms of import
 
-        version, length = struct.unpack_from(">BH", sealed)
-        if version != FORMAT_VERSION:
-            raise ConfigurationError(f"unknown sealed format version {version}")
-        offset = 3
-        wrapped = sealed[offset : offset + length]
-        nonce = sealed[offset + length : offset + length + NONCE_BYTES]
-        ciphertext = sealed[offset + length + NONCE_BYTES :]
+        wrapped, nonce, ciphertext = _parts(sealed)
         key = self._data_key(wrapped, context)
-        return AESGCM(key).decrypt(nonce, ciphertext, _aad(context)).decode("utf-8")
+        return AESGCM(key).decrypt(nonce, ciphertext, _associated(context, label)).decode("utf-8")
+
+    @staticmethod
+    def _cache_key(wrapped: bytes, context: Mapping[str, str]) -> bytes:
+        return hashlib.sha256(wrapped + b"\0" + _aad(context)).digest()
 
     def _data_key(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
-        cache_key = hashlib.sha256(wrapped + b"\0" + _aad(context)).digest()
+        cache_key = self._cache_key(wrapped, context)
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(cache_key)
@@ -94,9 +124,12 @@ class Sealer:
         key: bytes = self._kms().decrypt(CiphertextBlob=wrapped, EncryptionContext=dict(context), KeyId=self._key_id)[
             "Plaintext"
         ]
+        self._remember(cache_key, key, now)
+        return key
+
+    def _remember(self, cache_key: bytes, key: bytes, now: float) -> None:
         with self._lock:
             self._cache[cache_key] = (now + self._cache_seconds, key)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
             self._flights.pop(cache_key, None)
-        return key

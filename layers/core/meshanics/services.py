@@ -14,6 +14,7 @@ from meshanics.config import settings
 if TYPE_CHECKING:
     from meshanics.audit import AuditLog
     from meshanics.deliver import Deliverer
+    from meshanics.endpoint_recovery import EndpointRecovery
     from meshanics.fanout import FanOut
     from meshanics.health import HealthReader, HealthRecorder
     from meshanics.jobqueue import DeadLetters, DeliveryQueue
@@ -176,6 +177,7 @@ def webhooks() -> WebhookService:
         limits=s.limits,
         rotation_overlap=s.rotation_overlap_seconds,
         health=health_reader(),
+        recoveries=endpoint_recovery,
     )
 
 
@@ -197,6 +199,30 @@ def fanout_recovery() -> FanoutRecovery:
     queue = FailureQueue(lambda: aws.client("sqs"), settings().fanout_failure_queue_url)
     return FanoutRecovery(
         streams=lambda: aws.client("dynamodbstreams"), audit_log=audit_log(), fanout=fanout, requeue=queue.send
+    )
+
+
+@cache
+def endpoint_recovery() -> EndpointRecovery:
+    from meshanics.endpoint_recovery import EndpointRecovery, RecoverySchedules, RunQueue
+    from meshanics.store.recoveries import RecoveryStore
+
+    s = settings()
+
+    def schedules() -> RecoverySchedules:
+        return RecoverySchedules(
+            lambda: aws.client("scheduler"), group=s.replay_schedule_group, target=lambda: s.replay_schedule_target
+        )
+
+    return EndpointRecovery(
+        recoveries=RecoveryStore(dynamodb, s.integrations_table),
+        endpoints=endpoint_store(),
+        deliveries=delivery_store(),
+        audit=audit_table(),
+        queue=delivery_queue,
+        runs=lambda: RunQueue(lambda: aws.client("sqs"), s.replay_queue_url),
+        schedules=schedules,
+        bounds=s.recovery_bounds,
     )
 
 
@@ -253,6 +279,7 @@ def reset() -> None:
         audit_log,
         deliverer,
         webhooks,
+        endpoint_recovery,
         registries,
         pull_facade,
     ):

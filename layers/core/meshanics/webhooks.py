@@ -1,7 +1,8 @@
 """Managing webhook endpoints: what the tenant API does, independent of API Gateway.
 
 Secrets are generated here, sealed before they are stored, and returned only by create and rotate.
-Every change writes an audit event (itself deliverable, never carrying a secret).
+Custom header values are sealed beside the secret (one data key opens both) and never returned.
+Every change writes an audit event (itself deliverable, never carrying a secret or a header value).
 """
 
 from __future__ import annotations
@@ -9,18 +10,29 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from meshanics import catalog, egress, filters, signing
+from meshanics import catalog, custom_headers, egress, filters, signing
 from meshanics.audit import AuditLog
-from meshanics.clock import later_than, now_iso
+from meshanics.clock import ceil_ms, later_than, now_iso
 from meshanics.config import Limits
 from meshanics.errors import Conflict, EgressRefused, InvalidInput, NotFound
 from meshanics.health import HealthReader
 from meshanics.history import DeliveryHistory, Page
 from meshanics.ids import looks_like, new_id
-from meshanics.model import Delivery, DeliveryJob, Endpoint, EventInput, Status, parse_delivery_id, secret_context
+from meshanics.model import (
+    Delivery,
+    DeliveryFilter,
+    DeliveryJob,
+    Endpoint,
+    EventInput,
+    Recovery,
+    Status,
+    parse_delivery_id,
+    secret_context,
+)
 from meshanics.operational import switched
 from meshanics.replay import replay
 from meshanics.store.deliveries import DeliveryStore
@@ -28,6 +40,7 @@ from meshanics.store.endpoints import EndpointStore
 
 if TYPE_CHECKING:  # the sending path is imported only when a test delivery runs
     from meshanics.deliver import Deliverer
+    from meshanics.endpoint_recovery import EndpointRecovery
     from meshanics.jobqueue import DeliveryQueue
     from meshanics.sealing import Sealer
 
@@ -65,9 +78,11 @@ class WebhookService:
         limits: Limits,
         rotation_overlap: int,
         health: HealthReader,
+        recoveries: Callable[[], EndpointRecovery],
         resolver: egress.Resolver = egress.system_resolver,
     ) -> None:
         self._health = health
+        self._recoveries = recoveries
         self._endpoints = endpoints
         self._deliveries = deliveries
         self._audit = audit
@@ -108,10 +123,12 @@ class WebhookService:
         description: str = "",
         allow_private_network: bool = False,
         enabled: bool = True,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[Endpoint, str]:
         """A new endpoint and its signing secret (the only time the secret is returned)."""
         normalized = filters.normalize(events, max_filters=self._limits.max_filters)
         self._check_description(description)
+        custom = custom_headers.check(headers or {}, self._limits)
         self._check_url(url, allow_private_network)
         endpoint_id = new_id("ep")
         secret = signing.generate_secret()
@@ -129,6 +146,7 @@ class WebhookService:
             updated_at=now,
             sealed_secret=self._sealer.seal(secret, secret_context(tenant_id, endpoint_id)),
         )
+        endpoint = custom_headers.sealed(self._sealer, endpoint, custom)
         created = self._endpoints.create(endpoint, max_endpoints=self._limits.max_endpoints)
         self._audit.subscriptions.settle(tenant_id)
         self._record(
@@ -161,10 +179,25 @@ class WebhookService:
     def page(self, tenant_id: str, *, limit: int, cursor: str | None) -> tuple[list[Endpoint], str | None]:
         return self._endpoints.page(tenant_id, limit=limit, cursor=cursor)
 
-    def update(self, tenant_id: str, actor: str, endpoint_id: str, changes: Mapping[str, Any]) -> Endpoint:
-        """Apply a partial change: url, events, description, allow_private_network, enabled."""
+    def update(
+        self, tenant_id: str, actor: str, endpoint_id: str, changes: Mapping[str, Any]
+    ) -> tuple[Endpoint, Recovery | None]:
+        """Apply a partial change: url, events, description, allow_private_network, enabled, headers
+        (merged into the current set: see custom_headers.merge); with
+        `recover_since` (a datetime, only with enabled: true) also start a recovery of what the
+        endpoint failed or missed since then. The endpoint, and the recovery if one was started."""
+        recover_since = changes.get("recover_since")
+        if recover_since is not None:
+            if changes.get("enabled") is not True:
+                raise InvalidInput("recover_since is only taken with enabled: true", field="recover_since")
+            self._recoveries().check_window(recover_since, None, None)
         current = self._endpoint(tenant_id, endpoint_id)
         updated = current
+        headers: dict[str, str] | None = None  # the new set, when it differs
+        if "headers" in changes:
+            before = custom_headers.unsealed(self._sealer, current)
+            merged = custom_headers.merge(before, changes["headers"], self._limits)
+            headers = merged if list(merged.items()) != list(before.items()) else None
         if "events" in changes:
             updated = replace(
                 updated, events=tuple(filters.normalize(changes["events"], max_filters=self._limits.max_filters))
@@ -181,24 +214,38 @@ class WebhookService:
             enabled = bool(changes["enabled"])
             updated = replace(updated, enabled=enabled, disabled_reason=None if enabled else DISABLED_BY_API)
         changed = sorted(
-            name
-            for name in ("url", "events", "description", "allow_private_network", "enabled")
-            if getattr(updated, name) != getattr(current, name)
+            [
+                name
+                for name in ("url", "events", "description", "allow_private_network", "enabled")
+                if getattr(updated, name) != getattr(current, name)
+            ]
+            + (["headers"] if headers is not None else [])
         )
-        if not changed:
-            return current
-        updated = replace(updated, updated_at=later_than(current.updated_at))
-        saved = self._endpoints.update(current, updated)
-        if {"events", "enabled"} & set(changed):
-            self._audit.subscriptions.settle(tenant_id)
-        updated_event = EventInput(
-            "webhook.updated",
-            subject=f"webhook/{endpoint_id}",
-            actor=actor,
-            data={"webhook_id": endpoint_id, "changed": changed, "enabled": saved.enabled},
-        )
-        self._audit.append(tenant_id, [updated_event, *switched(current, saved, actor)])
-        return saved
+        if not changed and recover_since is None:
+            return current, None
+        saved = current
+        if changed:
+            if headers is not None:
+                updated = custom_headers.sealed(self._sealer, updated, headers)
+            updated = replace(updated, updated_at=later_than(current.updated_at))
+            saved = self._endpoints.update(current, updated)
+            if {"events", "enabled"} & set(changed):
+                self._audit.subscriptions.settle(tenant_id)
+        recovery = None
+        if recover_since is not None:
+            recovery = self._recoveries().request(
+                tenant_id, actor, endpoint_id, since=recover_since, status="failed", missed=True
+            )
+        if changed:
+            updated_event = EventInput(
+                "webhook.updated",
+                subject=f"webhook/{endpoint_id}",
+                actor=actor,
+                data={"webhook_id": endpoint_id, "changed": changed, "enabled": saved.enabled},
+            )
+            events = switched(current, saved, actor, recovery_id=recovery.id if recovery else None)
+            self._audit.append(tenant_id, [updated_event, *events])
+        return saved, recovery
 
     def delete(self, tenant_id: str, actor: str, endpoint_id: str) -> None:
         current = self._endpoint(tenant_id, endpoint_id)
@@ -224,6 +271,8 @@ class WebhookService:
             previous_secret_expires_at=expires if overlap else None,
             updated_at=later_than(current.updated_at),
         )
+        # The headers move to the new secret's data key: deliveries keep needing one Decrypt for both.
+        updated = custom_headers.sealed(self._sealer, updated, custom_headers.unsealed(self._sealer, current))
         saved = self._endpoints.update(current, updated)
         self._record(
             tenant_id,
@@ -253,9 +302,14 @@ class WebhookService:
         *,
         limit: int,
         cursor: str | None,
-        status: Status | None,
-        event_type: str | None,
+        status: Status | None = None,
+        event_type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status_code: int | None = None,
     ) -> Page:
+        """The endpoint's deliveries matching every filter given, newest first: `since` (inclusive)
+        and `until` (exclusive) bound when they were created, `status_code` is the last answer."""
         self._endpoint(tenant_id, endpoint_id)  # 404 for an unknown (or another tenant's) endpoint
         if event_type == filters.ALL:
             event_type = None
@@ -265,9 +319,13 @@ class WebhookService:
                 filters.normalize([event_type], max_filters=1)
             except InvalidInput as refused:
                 raise InvalidInput(refused.message, code=refused.code, field="event_type") from None
-        return self._history.page(
-            tenant_id, endpoint_id, limit=limit, cursor=cursor, status=status, event_type=event_type
-        )
+        if status_code is not None and not 100 <= status_code <= 599:
+            raise InvalidInput("status_code must be an HTTP status code, 100-599", field="status_code")
+        window = {name: _stored_time(name, moment) for name, moment in (("since", since), ("until", until))}
+        if window["since"] and window["until"] and window["since"] >= window["until"]:
+            raise InvalidInput(f"since ({window['since']}) must be before until ({window['until']})", field="since")
+        search = DeliveryFilter(status, event_type, window["since"], window["until"], status_code)
+        return self._history.page(tenant_id, endpoint_id, limit=limit, cursor=cursor, search=search)
 
     def delivery(self, tenant_id: str, delivery_id: str) -> tuple[Delivery, str]:
         """A delivery and the exact envelope it sends."""
@@ -288,7 +346,9 @@ class WebhookService:
     ) -> list[Delivery]:
         """Replay the endpoint's failed deliveries created at or after `since` (newest first)."""
         self._endpoint(tenant_id, endpoint_id)
-        failed, _ = self._deliveries.page(tenant_id, endpoint_id, limit=limit, before=None, status="failed")
+        failed = self._deliveries.page(
+            tenant_id, endpoint_id, limit=limit, before=None, search=DeliveryFilter(status="failed")
+        ).items
         return [self.replay(tenant_id, actor, d.id) for d in failed if since is None or d.created_at >= since]
 
     # -- audit --------------------------------------------------------------------------------
@@ -296,3 +356,15 @@ class WebhookService:
         self._audit.append(
             tenant_id, [EventInput(event_type, subject=f"webhook/{endpoint_id}", actor=actor, data=data)]
         )
+
+
+def _stored_time(name: str, moment: datetime | None) -> str | None:
+    """A search bound in the form the history stores times in (they compare exactly)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise InvalidInput(f"{name} must carry a time zone (e.g. Z)", field=name)
+    try:
+        return ceil_ms(moment)
+    except OverflowError:
+        raise InvalidInput(f"{name} is out of range", field=name) from None

@@ -61,6 +61,9 @@ def domain_error(error: MeshanicsError) -> Response[Any]:
 
 
 def _field(location: tuple[Any, ...] | list[Any]) -> str | None:
+    if len(location) == 2 and location[0] == "header":
+        # Powertools reports a header in lower case; named as documented (Idempotency-Key).
+        return "-".join(part.capitalize() for part in str(location[1]).split("-"))
     # Field names are snake_case; a capitalized part is the tag of a union member (a model name).
     parts = [
         str(p)

@@ -70,3 +70,18 @@ def lower_content_type(event: dict[str, Any]) -> None:
         for name, value in headers.items():
             if str(name).lower() == "content-type":
                 headers[name] = [str(v).lower() for v in value] if isinstance(value, list) else str(value).lower()
+
+
+def one_header(event: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    """A 400 if header `name` came more than once, in any spelling: Powertools would join the
+    values with commas (or keep one of them), and two keys are no key."""
+    wanted = name.lower()
+    values = [
+        value
+        for given, sent in (event.get("multiValueHeaders") or {}).items()
+        if str(given).lower() == wanted
+        for value in (sent if isinstance(sent, list) else [sent])
+    ]
+    if len(values) > 1:
+        return proxy_error(400, "invalid_request", f"{name}: give the header once", name)
+    return None

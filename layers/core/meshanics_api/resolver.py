@@ -11,13 +11,19 @@ A route's scopes are declared once, in its decorator: they are checked before th
 validated, again by `caller()` inside the route, and stated in the OpenAPI document (description,
 `x-required-scopes`, 401 and 403). A route declared without scopes fails closed in `caller()`;
 routes that check their own (the registry's /v2) use `authenticated()`.
+
+Routes may live in other modules on an `ApiRouter` (the same decorators, `scopes=` included),
+included with `app.include_router(router)`: one resolver, one OpenAPI document.
+
+Built with `idempotency=`, routes that take an `Idempotency-Key` run their work through `once()`
+(see meshanics_api.idempotency).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.constants import (
@@ -30,7 +36,24 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from meshanics_api import errors, guards, openapi
 from meshanics_api.scopes import Caller, ScopeRegistry, Scopes, caller_of
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.api_gateway import Router
+
+    from meshanics_api.idempotency import IdempotentRequests
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+# A route's method and rule (as Powertools stores it: no trailing slash) -> the scopes it declared.
+DeclaredScopes = dict[tuple[str, str], Scopes]
+
+
+def methods_of(method: str | list[str] | tuple[str]) -> tuple[str, ...]:
+    return tuple(m.upper() for m in ((method,) if isinstance(method, str) else method))
+
+
+def refuse_empty_scopes(rule: str, scopes: Scopes | None) -> None:
+    if scopes is not None and not scopes:
+        raise ValueError(f"{rule}: scopes=() would open the route to no key; declare at least one")
 
 
 class ApiResolver(APIGatewayRestResolver):
@@ -42,14 +65,19 @@ class ApiResolver(APIGatewayRestResolver):
         max_request_bytes: int,
         json_bodies_under: str | None = "/v1/",
         error_notes: Mapping[int, str] | None = None,
+        idempotency: IdempotentRequests | None = None,
     ) -> None:
         """`json_bodies_under`: under this path prefix every request body must be a JSON object.
-        `error_notes`: this API's words for an error status in the document (e.g. what a 404 means)."""
+        `error_notes`: this API's words for an error status in the document (e.g. what a 404 means).
+        `idempotency`: where `once()` keeps the answers to requests with an Idempotency-Key."""
         super().__init__(enable_validation=True)
         self.scopes = ScopeRegistry()
         self.max_request_bytes = max_request_bytes
         self.json_bodies_under = json_bodies_under
         self.error_notes = dict(error_notes or {})
+        self.idempotency = idempotency
+        # The scopes of the routes of a router being included (see include_router).
+        self._included_scopes: DeclaredScopes = {}
         errors.install(self)
 
     # -- routes declare their scopes ---------------------------------------------------------------
@@ -78,15 +106,16 @@ class ApiResolver(APIGatewayRestResolver):
         scopes: Scopes | None = None,
     ) -> Callable[[F], F]:
         """Powertools' route decorator, and `scopes`: the API key scopes that open the route (any one)."""
+        refuse_empty_scopes(rule, scopes)
         if scopes is not None:
-            if not scopes:
-                raise ValueError(f"{rule}: scopes=() would open the route to no key; declare at least one")
             description, responses, openapi_extensions = openapi.with_scopes(
                 scopes, description, responses, openapi_extensions
             )
         rule = rule.rstrip("/")  # as Powertools' REST resolver stores it
-        for item in (method,) if isinstance(method, str) else method:
-            self.scopes.declare(item, rule, self._compile_regex(rule), scopes)
+        for item in methods_of(method):
+            # A router's route arrives documented already; its scopes were recorded by the router.
+            declared = scopes if scopes is not None else self._included_scopes.get((item, rule))
+            self.scopes.declare(item, rule, self._compile_regex(rule), declared)
         return super().route(
             rule,
             method,
@@ -127,6 +156,17 @@ class ApiResolver(APIGatewayRestResolver):
     def head(self, rule: str, *args: Any, scopes: Scopes | None = None, **options: Any) -> Callable[[F], F]:
         return self.route(rule, "HEAD", *args, scopes=scopes, **options)
 
+    def include_router(self, router: Router, prefix: str | None = None) -> None:
+        """Powertools' include_router; an ApiRouter's routes keep the scopes they declared."""
+        declared: DeclaredScopes = getattr(router, "declared_scopes", {})
+        if declared and prefix:
+            raise ValueError("an ApiRouter's routes are declared with their full path: include it without a prefix")
+        self._included_scopes = declared
+        try:
+            super().include_router(router, prefix)
+        finally:
+            self._included_scopes = {}
+
     # -- the caller --------------------------------------------------------------------------------
     def caller(self) -> Caller:
         """The authenticated caller, holding a scope the current route declares (403 if it declares none)."""
@@ -136,6 +176,24 @@ class ApiResolver(APIGatewayRestResolver):
     def authenticated(self) -> Caller:
         """The authenticated caller whatever its scopes, for routes that check their own."""
         return caller_of(self.current_event.raw_event)
+
+    # -- Idempotency-Key ---------------------------------------------------------------------------
+    def once(
+        self, key: str | None, produce: Callable[[], Mapping[str, Any]], *, sealed: Collection[str] = ()
+    ) -> dict[str, Any]:
+        """`produce()`'s answer, or, for a key seen before, the first answer (meshanics_api.idempotency).
+
+        `key`: the route's validated Idempotency-Key header; `sealed`: fields of the answer that
+        are stored sealed."""
+        if key is None:
+            return dict(produce())
+        if self.idempotency is None:
+            raise RuntimeError("a route takes an Idempotency-Key, but the resolver was built without idempotency=")
+        from meshanics_api.idempotency import Request
+
+        event = self.current_event
+        request = Request(self.caller().tenant_id, f"{event.http_method.upper()} {event.path}", key, event.json_body)
+        return self.idempotency.run(request, produce, sealed=sealed, context=self.lambda_context)
 
     # -- the door, ahead of Powertools -------------------------------------------------------------
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -154,6 +212,10 @@ class ApiResolver(APIGatewayRestResolver):
         too_large = guards.oversized(event, self.max_request_bytes)
         if too_large is not None:
             return too_large
+        if self.idempotency is not None:
+            repeated = guards.one_header(event, self.idempotency.header)
+            if repeated is not None:
+                return repeated
         if self.json_bodies_under is not None and path.startswith(self.json_bodies_under):
             # Before parsing: Powertools accepts form and multipart bodies and fails with a 500 on some JSON.
             refusal = guards.json_body_refusal(event)

@@ -35,6 +35,10 @@ Integrations table (`INTEGRATIONS_TABLE`; `pk`, `sk`; sparse GSI `failed` on `gs
         what the tenant pulled through a connection (it authorizes blobs); TTL.                  pulls
     T#<tenant>#FILL / <digest>
         a cache fill lease; TTL.                                                                leases
+    T#<tenant>#EPH#<endpoint id> / HEALTH, H#<yyyymmddhh>
+        an endpoint's health, and its hourly tallies; TTL.                                      health
+    T#<tenant>#RPL / <replay id>
+        a recovery: window, status, cursor, counts, the run's lease; TTL.                   recoveries
 
 Every key built from a caller's tenant starts with that tenant, so no key built for one tenant can
 address another tenant's item.

@@ -16,9 +16,9 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from meshanics.model import AuditRecord
+from meshanics.model import AuditRecord, DeliveryFilter
 from meshanics.store.batch import conditional
-from meshanics.store.items import from_item, plain, to_item
+from meshanics.store.items import from_item, plain, time_window, to_item
 
 
 def record_from_values(values: Mapping[str, Any]) -> AuditRecord:
@@ -143,6 +143,24 @@ class AuditTable:
             found += self.between(partition, after + 1, 2**63 - 1)
         return sorted(found, key=lambda r: r.sequence)
 
+    def recorded_between(
+        self, partition: str, *, after: int, since: str, until: str, budget: int
+    ) -> tuple[list[AuditRecord], int | None]:
+        """The partition's records above sequence `after` recorded in [since, until], in order,
+        examining at most `budget` items; also the sequence to continue after (None: none left)."""
+        response = self._client().query(
+            TableName=self._table,
+            KeyConditionExpression="#part = :part AND #seq > :after",
+            FilterExpression="recorded_at BETWEEN :since AND :until",
+            ExpressionAttributeNames={"#part": "partition", "#seq": "sequence"},
+            ExpressionAttributeValues=to_item({":part": partition, ":after": after, ":since": since, ":until": until}),
+            Limit=budget,
+            ConsistentRead=True,
+        )
+        records = [record_from_values(from_item(item)) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return records, (int(last["sequence"]["N"]) if last else None)
+
     def addressed_to(
         self,
         partition: str,
@@ -150,10 +168,11 @@ class AuditTable:
         *,
         below: int | None,
         above: int,
-        event_type: str | None,
+        search: DeliveryFilter,
         budget: int,
     ) -> tuple[list[AuditRecord], int | None]:
-        """The partition's records for `endpoint_id` with above < sequence < below, newest first.
+        """The partition's records for `endpoint_id` with above < sequence < below that match the
+        event type and time window of `search`, newest first.
 
         Reads at most `budget` records; if it stopped short of `above`, also returns the lowest
         sequence it examined (below that, this partition was not looked at).
@@ -164,19 +183,23 @@ class AuditTable:
         if below is not None:
             condition = "#part = :part AND #seq BETWEEN :above AND :below"
             values[":below"] = below - 1
-        wanted = "contains(#eps, :ep)"
-        if event_type:
+        wanted = ["contains(#eps, :ep)"]
+        if search.event_type:
             names["#type"] = "type"
-            if event_type.endswith(".*"):
-                wanted += " AND begins_with(#type, :type)"
-                values[":type"] = event_type[:-1]
+            if search.event_type.endswith(".*"):
+                wanted.append("begins_with(#type, :type)")
+                values[":type"] = search.event_type[:-1]
             else:
-                wanted += " AND #type = :type"
-                values[":type"] = event_type
+                wanted.append("#type = :type")
+                values[":type"] = search.event_type
+        window = time_window("#rec", search.since, search.until, values)
+        if window:
+            names["#rec"] = "recorded_at"
+            wanted += window
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": condition,
-            "FilterExpression": wanted,
+            "FilterExpression": " AND ".join(wanted),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": to_item(values),
             "ScanIndexForward": False,
@@ -187,7 +210,10 @@ class AuditTable:
             kwargs["Limit"] = budget - examined
             response = self._client().query(**kwargs)
             examined += int(response.get("ScannedCount", 0))
-            found.extend(record_from_values(from_item(item)) for item in response.get("Items", []))
+            for item in response.get("Items", []):
+                record = record_from_values(from_item(item))
+                if search.within(record.recorded_at):  # the expression kept its whole second
+                    found.append(record)
             last = response.get("LastEvaluatedKey")
             if last is None:
                 return found, None

@@ -17,17 +17,20 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from meshanics.clock import now_iso
+from meshanics.clock import now_iso, parse_moment
 from meshanics.errors import NotFound
 from meshanics.model import (
     MAX_ERROR,
     Attempt,
     AttemptResult,
     Delivery,
+    DeliveryFilter,
     DeliveryJob,
     Endpoint,
     Status,
@@ -35,10 +38,23 @@ from meshanics.model import (
 )
 from meshanics.store.batch import batch_get, conditional
 from meshanics.store.endpoints import EndpointStore
-from meshanics.store.items import from_item, to_item, to_value, update_expression
+from meshanics.store.items import from_item, time_window, to_item, to_value, update_expression
+from meshanics.store.tenants import SEQUENCE_SKEW
 
 FAILED_SHARDS = 8
 FAILED_INDEX = "failed"
+READ_BUDGET = 1000  # items a page of the history reads at most (a selective search ends it short)
+SEEK_PROBES = 64  # one-item reads to find where a search ending at `until` starts (2^64 sequences)
+ANY = DeliveryFilter()
+
+
+@dataclass(frozen=True)
+class Slice:
+    """A page of attempted deliveries, and where the next one starts: the items below `rest` were
+    not read yet (None: none of them matches)."""
+
+    items: list[Delivery]
+    rest: int | None
 
 
 def deliveries_pk(tenant_id: str, endpoint_id: str) -> str:
@@ -56,6 +72,17 @@ def _key(tenant_id: str, endpoint_id: str, sequence: int) -> dict[str, Any]:
 def _failed_shard(tenant_id: str, delivery_id: str) -> str:
     digest = hashlib.sha256(f"{tenant_id}/{delivery_id}".encode()).digest()
     return f"FAILED#{digest[0] % FAILED_SHARDS}"
+
+
+def _moved(moment: str, by: timedelta) -> datetime | None:
+    try:
+        return parse_moment(moment) + by
+    except OverflowError:  # beyond year 1 or 9999: no bound there
+        return None
+
+
+def _sequence(key: Mapping[str, Any]) -> int:
+    return int(key["sk"]["S"].removeprefix("D#"))
 
 
 def _from_item(item: Mapping[str, Any]) -> Delivery:
@@ -77,6 +104,7 @@ def _from_item(item: Mapping[str, Any]) -> Delivery:
         next_attempt_at=v.get("next_attempt_at"),
         delivered_at=v.get("delivered_at"),
         replays=int(v.get("replays", 0)),
+        recovery_id=v.get("recovery_id"),
         attempts=tuple(
             Attempt(
                 number=int(a["attempt"]),
@@ -148,51 +176,235 @@ class DeliveryStore:
         *,
         limit: int,
         before: int | None,
-        status: Status | None = None,
-        event_type: str | None = None,
-    ) -> tuple[list[Delivery], bool]:
-        """Attempted deliveries below sequence `before`, newest first; filters apply before the page
-        is cut, so a page holds `limit` matches. The flag says whether more may follow."""
+        after: int = 0,
+        search: DeliveryFilter = ANY,
+        budget: int | None = None,
+    ) -> Slice:
+        """Attempted deliveries between sequences `after` and `before` (exclusive) that match
+        `search`, newest first.
+
+        The filters apply before the page is cut, so a page holds `limit` matches, unless `budget`
+        items (if given) were read first: a selective search, the slice says where to carry on.
+        """
         values: dict[str, Any] = {":pk": deliveries_pk(tenant_id, endpoint_id)}
         condition = "pk = :pk"
-        if before is not None:
+        if before is not None and after:
+            if before - after <= 1:
+                return Slice([], None)
+            condition += " AND sk BETWEEN :after AND :before"
+            values[":after"], values[":before"] = delivery_sk(after + 1), delivery_sk(before - 1)
+        elif before is not None:
             condition += " AND sk < :before"
             values[":before"] = delivery_sk(before)
+        elif after:
+            condition += " AND sk > :after"
+            values[":after"] = delivery_sk(after)
+        names: dict[str, str] = {}
+        match = []
+        if search.status:
+            match.append("#status = :status")
+            names["#status"] = "status"
+            values[":status"] = search.status
+        if search.event_type:
+            if search.event_type.endswith(".*"):
+                match.append("begins_with(event_type, :type)")
+                values[":type"] = search.event_type[:-1]
+            else:
+                match.append("event_type = :type")
+                values[":type"] = search.event_type
+        if search.status_code is not None:
+            match.append("last_status_code = :code")
+            values[":code"] = search.status_code
+        window = time_window("#created", search.since, search.until, values)
+        if window:
+            names["#created"] = "created_at"
+            match += window
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": condition,
             "ScanIndexForward": False,
-            "Limit": max(limit, 25),
         }
-        conditions = []
-        names: dict[str, str] = {}
-        if status:
-            conditions.append("#status = :status")
-            names["#status"] = "status"
-            values[":status"] = status
-        if event_type:
-            if event_type.endswith(".*"):
-                conditions.append("begins_with(event_type, :type)")
-                values[":type"] = event_type[:-1]
-            else:
-                conditions.append("event_type = :type")
-                values[":type"] = event_type
-        if conditions:
-            kwargs["FilterExpression"] = " AND ".join(conditions)
+        if match:
+            kwargs["FilterExpression"] = " AND ".join(match)
         if names:
             kwargs["ExpressionAttributeNames"] = names
         kwargs["ExpressionAttributeValues"] = to_item(values)
         found: list[Delivery] = []
+        read = 0
         while True:
+            # Filtered, a page may need many items read: ask for what the budget still allows.
+            allowed = READ_BUDGET if budget is None else budget - read
+            kwargs["Limit"] = allowed if match else min(max(limit, 25), allowed)
             response = self._client().query(**kwargs)
+            read += int(response.get("ScannedCount", 0))
             items = response.get("Items", [])
             for index, item in enumerate(items):
-                found.append(_from_item(item))
+                delivery = _from_item(item)
+                if not search.within(delivery.created_at):  # the expression kept its whole second
+                    continue
+                found.append(delivery)
                 if len(found) == limit:
-                    return found, "LastEvaluatedKey" in response or index < len(items) - 1
+                    more = "LastEvaluatedKey" in response or index < len(items) - 1
+                    return Slice(found, delivery.sequence if more else None)
+            last = response.get("LastEvaluatedKey")
+            if last is None:
+                return Slice(found, None)
+            if budget is not None and read >= budget:
+                return Slice(found, _sequence(last))
+            kwargs["ExclusiveStartKey"] = last
+
+    def span(self, tenant_id: str, endpoint_id: str, since: str | None, until: str | None) -> tuple[int, int | None]:
+        """The sequences a search of [since, until) need read: `(after, before)`, exclusive, with
+        every delivery of the endpoint at or below `after` created before `since` and every one at
+        or above `before` created at or after `until` (None: no such bound). Found by bisecting the
+        sequences with one-item reads, so the window is a key condition, not a read of everything
+        outside it filtered out. Sequences follow time within SEQUENCE_SKEW (store.tenants): an
+        item that much outside the window puts every sequence beyond it outside too."""
+        pk = deliveries_pk(tenant_id, endpoint_id)
+
+        def newest_below(sequence: int | None) -> tuple[int, datetime] | None:
+            condition = "pk = :pk" if sequence is None else "pk = :pk AND sk < :below"
+            values = {":pk": pk} if sequence is None else {":pk": pk, ":below": delivery_sk(sequence)}
+            response = self._client().query(
+                TableName=self._table,
+                KeyConditionExpression=condition,
+                ExpressionAttributeValues=to_item(values),
+                ProjectionExpression="sk, created_at",
+                ScanIndexForward=False,
+                Limit=1,
+            )
+            items = response.get("Items", [])
+            if not items:
+                return None
+            item = from_item(items[0])
+            return int(item["sk"].removeprefix("D#")), parse_moment(item["created_at"])
+
+        newest = newest_below(None) if since is not None or until is not None else None
+        if newest is None:
+            return 0, None
+        skew = timedelta(seconds=SEQUENCE_SKEW)
+        after = 0
+        if since is not None:
+            older = _moved(since, -skew)
+            if older is not None and newest[1] < older:
+                after = newest[0]
+            elif older is not None:
+                low, high = 0, newest[0] + 1  # the last item old enough is in [low, high)
+                for _ in range(SEEK_PROBES):
+                    if high - low <= 1:
+                        break
+                    middle = (low + high) // 2
+                    below = newest_below(middle)
+                    if below is None or below[1] < older:
+                        after = below[0] if below is not None else after
+                        low = middle  # nothing between it and `middle`: look above
+                    else:
+                        high = below[0]
+        before = None
+        if until is not None:
+            newer = _moved(until, skew)
+            if newer is not None and newest[1] >= newer:
+                low, high = after, newest[0]  # the first item new enough is in (low, high]
+                for _ in range(SEEK_PROBES):
+                    if high - low <= 1:
+                        break
+                    middle = (low + high) // 2
+                    below = newest_below(middle)
+                    if below is not None and below[1] >= newer:
+                        high = below[0]
+                    else:  # none below `middle`, or an older one: nothing to skip there
+                        low = middle
+                before = high
+        return after, before
+
+    def _window_query(
+        self, tenant_id: str, endpoint_id: str, *, after: int, since: str, until: str, statuses: Sequence[Status]
+    ) -> dict[str, Any]:
+        names = [f":status{i}" for i in range(len(statuses))]
+        return {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND sk > :after",
+            "FilterExpression": f"created_at BETWEEN :since AND :until AND #status IN ({', '.join(names)})",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": to_item(
+                {
+                    ":pk": deliveries_pk(tenant_id, endpoint_id),
+                    ":after": delivery_sk(after),
+                    ":since": since,
+                    ":until": until,
+                    **dict(zip(names, statuses, strict=True)),
+                }
+            ),
+        }
+
+    def in_window(
+        self,
+        tenant_id: str,
+        endpoint_id: str,
+        *,
+        after: int,
+        since: str,
+        until: str,
+        statuses: Sequence[Status],
+        budget: int,
+    ) -> tuple[list[Delivery], int | None]:
+        """The endpoint's deliveries above sequence `after` created in [since, until] with one of
+        `statuses`, oldest first, examining at most `budget` items; also the sequence to continue
+        after (None: nothing is left)."""
+        kwargs = self._window_query(tenant_id, endpoint_id, after=after, since=since, until=until, statuses=statuses)
+        kwargs["Limit"] = budget
+        response = self._client().query(**kwargs)
+        found = [_from_item(item) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return found, (int(last["sk"]["S"].removeprefix("D#")) if last else None)
+
+    def count_in_window(
+        self, tenant_id: str, endpoint_id: str, *, since: str, until: str, statuses: Sequence[Status], cap: int
+    ) -> int:
+        """How many deliveries `in_window` would find, counted up to just past `cap`."""
+        kwargs = self._window_query(tenant_id, endpoint_id, after=0, since=since, until=until, statuses=statuses)
+        kwargs["Select"] = "COUNT"
+        total = 0
+        while total <= cap:
+            response = self._client().query(**kwargs)
+            total += int(response.get("Count", 0))
             if "LastEvaluatedKey" not in response:
-                return found, False
+                break
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return total
+
+    def claim(self, delivery: Delivery, recovery_id: str, *, requested_at: str, now: str) -> bool:
+        """Mark a settled delivery as taken by a recovery requested at `requested_at`, if nothing
+        touched it since that request and no recovery requested at or after it took it already.
+
+        Two overlapping recoveries thus send a delivery once, and a recovery run that died after its
+        claim (before or after the job was queued) claims it again when it is redone. The claim does
+        not change the status: a claimed delivery whose job never went out stays settled, replayable.
+        """
+        try:
+            self._client().update_item(
+                TableName=self._table,
+                Key=_key(delivery.tenant_id, delivery.endpoint_id, delivery.sequence),
+                UpdateExpression="SET recovery_id = :recovery, recovery_claimed_at = :now",
+                ConditionExpression="#status = :status AND attempt_count = :count AND updated_at <= :requested "
+                "AND (attribute_not_exists(recovery_id) OR recovery_id = :recovery "
+                "OR recovery_claimed_at < :requested)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":recovery": recovery_id,
+                        ":now": now,
+                        ":status": delivery.status,
+                        ":count": delivery.attempt_count,
+                        ":requested": requested_at,
+                    }
+                ),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def failed(self, *, limit: int) -> list[Delivery]:
         """Failed deliveries from the sparse `failed` index (oldest failure first in each shard)."""
@@ -296,6 +508,15 @@ class DeliveryStore:
         values[":empty"] = to_value([])
         values[":seen_count"] = to_value(seen.attempt_count)
         values[":seen_status"] = to_value(seen.status)
+        condition = "#count = :seen_count AND #st = :seen_status"
+        if seen.status != "pending":
+            # A replay queues its job before it shows the record pending (reopen): that may land while
+            # this attempt was being made. The record, reopened for this very run (its base is this
+            # job's), still takes the attempt; left pending, it would never settle.
+            condition = "#count = :seen_count AND (#st = :seen_status OR (#st = :pending AND #base = :base))"
+            names["#base"] = "attempt_base"
+            values[":pending"] = to_value("pending")
+            values[":base"] = to_value(job.attempt_base)
         expression = expression.replace(
             "SET ", "SET #attempts = list_append(if_not_exists(#attempts, :empty), :attempt), ", 1
         )
@@ -303,7 +524,7 @@ class DeliveryStore:
             "TableName": self._table,
             "Key": _key(job.tenant_id, job.endpoint_id, job.sequence),
             "UpdateExpression": expression,
-            "ConditionExpression": "#count = :seen_count AND #st = :seen_status",
+            "ConditionExpression": condition,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }

@@ -1,6 +1,7 @@
 """Webhook endpoints and their subscription index.
 
-An endpoint item (`T#<tenant>` / `EP#<id>`) holds the endpoint and its sealed secret(s). Each enabled
+An endpoint item (`T#<tenant>` / `EP#<id>`) holds the endpoint, its sealed secret(s) and its custom
+headers (`header_names` in the clear, `headers` sealed beside the current secret). Each enabled
 endpoint also has one small index item per filter key (`T#<tenant>#SUB#<key>` / `<id>`): matching
 an event reads only the keys its type can match (`a.b`, `a.*`, `*`), never the tenant's endpoint
 list. Every change of an endpoint and its index items, and of the tenant's endpoint count, commits
@@ -48,6 +49,8 @@ def _to_item(ep: Endpoint) -> dict[str, Any]:
             "secret": ep.sealed_secret,
             "previous_secret": ep.previous_sealed_secret,
             "previous_secret_expires_at": ep.previous_secret_expires_at,
+            "header_names": list(ep.header_names) or None,
+            "headers": ep.sealed_headers,
         }
     )
 
@@ -68,6 +71,8 @@ def _from_item(item: Mapping[str, Any]) -> Endpoint:
         sealed_secret=v["secret"],
         previous_sealed_secret=v.get("previous_secret"),
         previous_secret_expires_at=v.get("previous_secret_expires_at"),
+        header_names=tuple(v.get("header_names") or ()),
+        sealed_headers=v.get("headers"),
     )
 
 

@@ -6,11 +6,13 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
+from meshanics.clock import parse_moment
 from meshanics.errors import InvalidInput
 
 _serializer = TypeSerializer()
@@ -121,3 +123,26 @@ def update_expression(
             names[f"#r{i}"] = attr
         expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removed)))
     return expression.strip(), names, values
+
+
+# "YYYY-MM-DDTHH:MM:SS": how much of a stored time sorts as text. Times are written both with and
+# without milliseconds (`...:05Z`, `...:05.250Z`), and within one second those sort apart.
+SECOND = len("0000-00-00T00:00:00")
+
+
+def time_window(placeholder: str, since: str | None, until: str | None, values: dict[str, Any]) -> list[str]:
+    """FilterExpression conditions that keep the items whose stored time (the attribute named by
+    `placeholder`) is in [since, until), to the second: a superset the caller narrows exactly."""
+    conditions: list[str] = []
+    if since is not None:
+        values[":since"] = since[:SECOND]
+        conditions.append(f"{placeholder} >= :since")
+    if until is not None:
+        end = parse_moment(until)
+        whole = end.replace(microsecond=0)
+        try:
+            values[":until"] = (whole if whole == end else whole + timedelta(seconds=1)).isoformat()[:SECOND]
+            conditions.append(f"{placeholder} < :until")
+        except OverflowError:  # nothing is that recent
+            pass
+    return conditions

@@ -7,6 +7,9 @@ bottleneck. A block grows only while it is used up within its lifetime (doubling
 one sequence at a time, so its sequences follow the order of the writes. A block is used by one
 process for at most `BLOCK_LIFETIME` seconds, so under load sequences of different producers
 interleave by at most that much. A sequence is never reused: what a block does not use is a gap.
+
+So sequences follow time, within `SEQUENCE_SKEW`: a record is never recorded more than that before
+one with a lower sequence. Searches of a time window rely on it (they read by sequence).
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from meshanics.store.items import to_item
 TENANT_SK = "#TENANT"
 SEQUENCE_BLOCK = 100
 BLOCK_LIFETIME = 1.0
+# BLOCK_LIFETIME, plus a reservation's round trip and the clock difference of two producers, with
+# a wide margin (a search reads this much more of the history than its window).
+SEQUENCE_SKEW = 60.0
 
 
 def tenant_pk(tenant_id: str) -> str:
@@ -46,7 +52,9 @@ class _Block:
 
 
 class TenantCounters:
-    def __init__(self, client: Callable[[], Any], table: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+    # Wall time, not monotonic: a block must also expire while its execution environment is frozen
+    # between invocations (a monotonic clock may not advance then).
+    def __init__(self, client: Callable[[], Any], table: str, *, clock: Callable[[], float] = time.time) -> None:
         self._client = client
         self._table = table
         self._clock = clock
