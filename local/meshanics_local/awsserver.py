@@ -24,9 +24,10 @@ DUMMY_KEY = "local"  # moto accepts any credentials
 
 
 def _lighten_moto() -> None:
-    """Performance only, same answers: three of moto's paths walk a whole queue or table per call,
-    which under a backlog makes each call cost the queue's depth or the table's size (and a batch of
-    them its square). They are replaced by direct reads of what they need:
+    """Performance, same answers (and, at the end, one race of moto's streams closed): three of moto's
+    paths walk a whole queue or table per call, which under a backlog makes each call cost the
+    queue's depth or the table's size (and a batch of them its square). They are replaced by direct
+    reads of what they need:
 
     * SQS checks a received message's retention by computing every attribute of its queue
       (approximate counts over all messages included), for each message it hands out;
@@ -123,6 +124,21 @@ def _lighten_moto() -> None:
         return time.time() * 1000 if moment is None else float(utc_millis(moment))
 
     moto_sqs.unix_time_millis = now_millis  # type: ignore[attr-defined,assignment]
+
+    # Not performance: a stream record's sequence number is its shard's length when it is added, and
+    # the server is threaded, so two writes at once could take the same number; a consumer that keys
+    # a batch by sequence number (the fan-out handler) then keeps one of the two records and the
+    # other event is never fanned out. DynamoDB's are unique: records are added one at a time.
+    from moto.dynamodb.models.table import StreamShard
+
+    add_record = StreamShard.add
+    adding = threading.Lock()
+
+    def add_one_at_a_time(self: StreamShard, old: Any, new: Any) -> None:
+        with adding:
+            add_record(self, old, new)
+
+    StreamShard.add = add_one_at_a_time  # type: ignore[method-assign]
 
 
 def _serve(port: int, conn: Connection, log_path: str) -> None:
