@@ -1,4 +1,4 @@
-"""The console in a real browser: Debian's chromium, driven by Playwright, against one local stack.
+"""The console in a real browser: Debian's chromium, driven by Playwright, against one local platform.
 
 One stack and one browser per test session (per xdist worker); each test gets a fresh browser
 context (its own sessionStorage, cookies and clipboard), its own tenant, and real loopback
@@ -22,7 +22,7 @@ import requests
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, expect, sync_playwright
 
 from meshanics.store.apikeys import ApiKeyStore
-from meshanics_local.stack import LocalStack
+from meshanics_local.stack import LocalPlatform
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +33,7 @@ READ_ONLY = ("integrations:read",)
 OPERATOR = ("registries:operator",)
 EVERY_SCOPE = ("integrations:admin", "events:write", "registries:operator")
 
-# Room for a loaded machine (the local stack shares two cores with the rest of the suite).
+# Room for a loaded machine (the local platform shares two cores with the rest of the suite).
 expect.set_options(timeout=10_000)
 
 
@@ -46,8 +46,8 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with LocalStack(
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
+    with LocalPlatform(
         api_port=0,
         aws_port=0,
         state_dir=tmp_path_factory.mktemp("console-stack"),
@@ -75,7 +75,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 class Tenant:
     """A tenant of its own for one test, and keys for it."""
 
-    stack: LocalStack
+    stack: LocalPlatform
     name: str
 
     def key(self, scopes: tuple[str, ...]) -> str:
@@ -93,7 +93,7 @@ class Tenant:
 
 
 @pytest.fixture
-def tenant(stack: LocalStack, request: pytest.FixtureRequest) -> Tenant:
+def tenant(stack: LocalPlatform, request: pytest.FixtureRequest) -> Tenant:
     # Tenant ids are lower-case letters, digits and dashes: one per test keeps their lists apart.
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].rstrip("-")
     return Tenant(stack, f"c-{name}")
@@ -154,7 +154,9 @@ class Console:
 
 
 @pytest.fixture
-def console(browser: Browser, stack: LocalStack, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Console]:
+def console(
+    browser: Browser, stack: LocalPlatform, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Console]:
     root = os.environ.get("CONSOLE_SCREENSHOTS")
     shots = Path(root) / request.node.name if root else tmp_path / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)

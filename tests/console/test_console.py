@@ -1,4 +1,4 @@
-"""The tenant console in a real browser (Debian's chromium, headless) against the local stack.
+"""The tenant console in a real browser (Debian's chromium, headless) against the local platform.
 
 Every flow the console offers: sign-in, endpoints (create with the secret shown once and copied, test,
 rotate, disable and enable), the delivery log and a delivery's page (the envelope exactly as the
@@ -18,8 +18,8 @@ import requests
 from playwright.sync_api import expect
 
 from meshanics.signing import verify
+from meshanics_local.receiver import Behaviour, Receiver, running_receiver
 from tests.console.conftest import ADMIN, EVERY_SCOPE, OPERATOR, READ_ONLY, Console, Tenant
-from tests.support.receiver import Behaviour, Receiver, running_receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -215,11 +215,11 @@ def test_filter_and_page_the_delivery_log(tenant: Tenant, console: Console) -> N
         page.get_by_role("button", name="Apply filters").click()
         expect(rows).to_have_count(1)
         expect(rows.first).to_contain_text("device.enrolled")
-        page.get_by_label("Status").select_option("failed")
+        page.get_by_label("Status", exact=True).select_option("failed")
         page.get_by_role("button", name="Apply filters").click()
         expect(page.get_by_role("heading", name="No deliveries match these filters")).to_be_visible()
         console.shot("filtered")
-        page.get_by_label("Status").select_option("")
+        page.get_by_label("Status", exact=True).select_option("")
         page.get_by_label("Event type").fill("not a type!")
         page.get_by_role("button", name="Apply filters").click()
         expect(page.get_by_role("alert")).to_contain_text("event_type")  # the API's error, named field

@@ -4,7 +4,7 @@
 const KEY_ITEM = "meshanics.console.key";
 
 // The API's root: this module is served from <root>/console/assets/<version>/api.js, so the root
-// is three levels up, under API Gateway's stage prefix or at the local stack's root alike.
+// is three levels up, under API Gateway's stage prefix or at the local platform's root alike.
 export const API_ROOT = new URL("../../../", import.meta.url);
 
 export class ApiError extends Error {
