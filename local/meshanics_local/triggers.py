@@ -533,10 +533,13 @@ class OneTimeSchedules(Loop):
         super().__init__("one-time schedules")
         self.groups = list(groups)
         self._invoke_function = invoke_function
-        self._endpoint = endpoint
         self._period = period
         self._fired: set[tuple[str, str]] = set()
         self.fired = 0
+        # Made once, as the other pollers do: a client reads proxy settings from the environment
+        # when it is made, and the process's environment may change while the platform runs.
+        self._scheduler = client("scheduler", endpoint)
+        self._sqs = client("sqs", endpoint)
 
     def step(self) -> None:
         if self._stop.wait(self._period):
@@ -545,7 +548,7 @@ class OneTimeSchedules(Loop):
 
     def fire_due(self, now: float) -> int:
         """Fire every schedule whose time is at or before `now`; how many fired."""
-        scheduler = client("scheduler", self._endpoint)
+        scheduler = self._scheduler
         fired = 0
         for group in self.groups:
             for summary in scheduler.list_schedules(GroupName=group).get("Schedules", []):
@@ -569,7 +572,7 @@ class OneTimeSchedules(Loop):
         body = target.get("Input", "{}")
         if arn.startswith("arn:aws:sqs:"):
             account, name = arn.split(":")[4], arn.split(":")[5]
-            sqs = client("sqs", self._endpoint)
+            sqs = self._sqs
             url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
             sqs.send_message(QueueUrl=url, MessageBody=body)
             return
