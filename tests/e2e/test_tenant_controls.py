@@ -187,7 +187,7 @@ def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-def _wait_for(check: Any, timeout: float = 60.0) -> Any:
+def _wait_for(check: Any, timeout: float = 120.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -213,7 +213,8 @@ def test_a_scheduled_replay_fires_and_the_cli_lists_and_cancels(stack: LocalPlat
             key,
             "POST",
             f"/v1/webhooks/{webhook['id']}/recover",
-            json={"since": since, "status": "all", "at": _iso(time.time() + 3)},
+            # Seconds ahead, not one: `at` is to the second and must still be ahead when the API reads it.
+            json={"since": since, "status": "all", "at": _iso(time.time() + 8)},
         )
         assert soon.status_code == 202 and soon.json()["status"] == "scheduled", soon.text
         later_body = {"since": since, "at": _iso(time.time() + 3600)}
